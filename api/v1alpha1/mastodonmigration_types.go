@@ -1,0 +1,686 @@
+package v1alpha1
+
+import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Strategy is how the old stack gives way to the release.
+// +kubebuilder:validation:Enum=BlueGreen;InPlace;Maintenance
+type Strategy string
+
+const (
+	// StrategyBlueGreen installs the release beside the old stack and then switches traffic.
+	StrategyBlueGreen Strategy = "BlueGreen"
+	// StrategyInPlace moves one component at a time (sidekiq, streaming, web); Helm adopts what it safely can.
+	StrategyInPlace Strategy = "InPlace"
+	// StrategyMaintenance serves a maintenance page while the old stack is stopped and the release installed.
+	StrategyMaintenance Strategy = "Maintenance"
+)
+
+// TrafficMethod is how traffic moves from the old stack to the release.
+// +kubebuilder:validation:Enum=ServiceSelector;Ingress
+type TrafficMethod string
+
+const (
+	// TrafficServiceSelector points the selectors of the source Services at the release's pods, so the
+	// Ingress, its static IP, certificate and GKE annotations stay untouched.
+	TrafficServiceSelector TrafficMethod = "ServiceSelector"
+	// TrafficIngress points the Ingress backends at the release's Services.
+	TrafficIngress TrafficMethod = "Ingress"
+)
+
+// MastodonMigrationSpec says which Kustomize-managed stack to move, to which Helm release, and how.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.rollbackLevel) || (has(self.rollbackLevel) && self.rollbackLevel >= oldSelf.rollbackLevel)",message="spec.rollbackLevel cannot be lowered once set: a rollback only escalates (1 -> 2 -> 3)"
+// +kubebuilder:validation:XValidation:rule="!has(self.rollbackLevel) || self.rollbackLevel < 3 || (has(self.confirmDataLoss) && self.confirmDataLoss)",message="rollbackLevel 3 restores the database from the pre-migration backup and loses every write made since: set spec.confirmDataLoss: true to confirm"
+// +kubebuilder:validation:XValidation:rule="!has(self.rollbackLevel) || self.rollbackLevel < 3 || (has(self.rollback) && has(self.rollback.database) && has(self.rollback.database.cloudSQL))",message="rollbackLevel 3 restores the Cloud SQL backup: set spec.rollback.database.cloudSQL (project and instance)"
+// +kubebuilder:validation:XValidation:rule="!has(self.traffic) || !has(self.traffic.method) || self.traffic.method != 'Ingress' || has(self.source.ingress)",message="traffic.method Ingress moves the backends of an Ingress: set spec.source.ingress"
+type MastodonMigrationSpec struct {
+	// Strategy is how the old stack gives way to the release: BlueGreen (release beside the old
+	// stack, then the traffic switch), InPlace (component by component) or Maintenance (a
+	// maintenance page while the release is installed).
+	// +kubebuilder:default=BlueGreen
+	// +optional
+	Strategy Strategy `json:"strategy,omitempty"`
+
+	// Source is the Kustomize-managed stack as it runs today.
+	// +required
+	Source SourceSpec `json:"source"`
+
+	// Release is the Helm release of the official chart that replaces the source stack.
+	// +required
+	Release ReleaseSpec `json:"release"`
+
+	// Traffic is how traffic moves to the release.
+	// +kubebuilder:default={}
+	// +optional
+	Traffic TrafficSpec `json:"traffic,omitempty"`
+
+	// Analysis is how the new stack is watched once it takes traffic.
+	// +kubebuilder:default={}
+	// +optional
+	Analysis AnalysisSpec `json:"analysis,omitempty"`
+
+	// Rollback says what the operator may undo by itself, and where the database backup goes.
+	// +kubebuilder:default={}
+	// +optional
+	Rollback RollbackSpec `json:"rollback,omitempty"`
+
+	// RollbackLevel asks for a rollback: 1 moves traffic back to the old stack, 2 also removes the
+	// Helm release and restores the old manifests, 3 also restores the database from the
+	// pre-migration backup (needs confirmDataLoss). 0 asks for none. It can only be raised.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=3
+	// +optional
+	RollbackLevel int32 `json:"rollbackLevel,omitempty"`
+
+	// ConfirmDataLoss must be true before a level 3 rollback runs: it loses every database write
+	// made after the backup.
+	// +optional
+	ConfirmDataLoss bool `json:"confirmDataLoss,omitempty"`
+
+	// Paused stops the migration before its next step; the step under way finishes first.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+}
+
+// SourceSpec names the objects of the running stack, all in the migration's namespace.
+type SourceSpec struct {
+	// Web is the Deployment of the Rails web server.
+	// +required
+	Web ComponentRef `json:"web"`
+
+	// Streaming is the Deployment of the streaming API server.
+	// +required
+	Streaming ComponentRef `json:"streaming"`
+
+	// Sidekiq lists the Deployments of the Sidekiq workers.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +required
+	Sidekiq []ComponentRef `json:"sidekiq"`
+
+	// Services are the Services that route to the source pods. Default: every Service in the
+	// namespace whose selector picks pods of a source Deployment.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:items:MaxLength=63
+	// +listType=set
+	// +optional
+	Services []string `json:"services,omitempty"`
+
+	// Ingress is the Ingress that fronts the stack.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Ingress string `json:"ingress,omitempty"`
+
+	// ExtraResources are more objects to snapshot and restore with the stack: HPAs, BackendConfig,
+	// FrontendConfig, ManagedCertificate, PodMonitoring.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	ExtraResources []ObjectRef `json:"extraResources,omitempty"`
+}
+
+// ComponentRef names the Deployment of one Mastodon component.
+type ComponentRef struct {
+	// Deployment is the name of the Deployment.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Deployment string `json:"deployment"`
+}
+
+// ObjectRef names one object in the migration's namespace.
+type ObjectRef struct {
+	// APIVersion of the object, such as autoscaling/v2 or cloud.google.com/v1.
+	// +kubebuilder:validation:MinLength=1
+	// +required
+	APIVersion string `json:"apiVersion"`
+
+	// Kind of the object, such as HorizontalPodAutoscaler or BackendConfig.
+	// +kubebuilder:validation:MinLength=1
+	// +required
+	Kind string `json:"kind"`
+
+	// Name of the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+}
+
+// ReleaseSpec is the Helm release to install.
+type ReleaseSpec struct {
+	// Name of the Helm release. The chart names its objects after it: release mastodon-helm gives
+	// mastodon-helm-web, while release mastodon would give mastodon-web and collide with a
+	// typical Kustomize layout.
+	// +kubebuilder:default=mastodon-helm
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=53
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// Chart is where the official Mastodon chart comes from.
+	// +required
+	Chart ChartRef `json:"chart"`
+
+	// Values are chart values; they override generated values and are overridden by valuesFrom.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +optional
+	Values *apiextensionsv1.JSON `json:"values,omitempty"`
+
+	// ValuesFrom are ConfigMap or Secret keys holding values files, merged in order after values.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	ValuesFrom []ValuesReference `json:"valuesFrom,omitempty"`
+
+	// GenerateValues derives chart values from the source stack (the runbook's configuration
+	// mapping) before values and valuesFrom apply.
+	// +optional
+	GenerateValues bool `json:"generateValues,omitempty"`
+
+	// Timeout bounds the install, its hooks, and the wait for its resources.
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s') && duration(self) <= duration('2h')",message="release.timeout must be between 30s and 2h"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// ChartRef names a chart in a Helm repository or an OCI registry.
+type ChartRef struct {
+	// Repository is the URL of a classic Helm repository (https://…, serving index.yaml) or of an
+	// OCI registry path (oci://…).
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(https?|oci)://[^\\\\s]+$')",message="chart.repository must be an http(s):// Helm repository URL or an oci:// registry path"
+	// +kubebuilder:validation:MaxLength=2048
+	// +required
+	Repository string `json:"repository"`
+
+	// Name of the chart in the repository.
+	// +kubebuilder:default=mastodon
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// Version of the chart: an exact version or a semver constraint. Empty means the newest.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	Version string `json:"version,omitempty"`
+}
+
+// ValuesReference points at a values file held in a ConfigMap or Secret key.
+type ValuesReference struct {
+	// Kind of the object holding the values.
+	// +kubebuilder:validation:Enum=ConfigMap;Secret
+	// +required
+	Kind string `json:"kind"`
+
+	// Name of the ConfigMap or Secret, in the migration's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	// Key holding a YAML values document.
+	// +kubebuilder:default="values.yaml"
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+
+	// Optional lets the migration go on when the object or key is missing.
+	// +optional
+	Optional bool `json:"optional,omitempty"`
+}
+
+// TrafficSpec is how traffic moves to the release.
+type TrafficSpec struct {
+	// Method is ServiceSelector (re-point the selectors of the source Services; default) or Ingress
+	// (re-point the Ingress backends at the release's Services).
+	// +kubebuilder:default=ServiceSelector
+	// +optional
+	Method TrafficMethod `json:"method,omitempty"`
+}
+
+// AnalysisSpec is how the new stack is watched.
+// +kubebuilder:validation:XValidation:rule="!has(self.interval) || !has(self.window) || duration(self.window) >= duration(self.interval)",message="analysis.window must be at least analysis.interval"
+type AnalysisSpec struct {
+	// Interval between two measurements.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5s') && duration(self) <= duration('10m')",message="analysis.interval must be between 5s and 10m"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// Window is how long the new stack is watched after it takes traffic before the migration
+	// completes.
+	// +kubebuilder:default="30m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('168h')",message="analysis.window must be between 0s and 168h"
+	// +optional
+	Window *metav1.Duration `json:"window,omitempty"`
+
+	// HTTP probes a URL of the instance, such as https://example.social/health.
+	// +optional
+	HTTP *HTTPAnalysis `json:"http,omitempty"`
+
+	// Prometheus reads the error rate and latency with PromQL.
+	// +optional
+	Prometheus *PrometheusAnalysis `json:"prometheus,omitempty"`
+
+	// CloudMonitoring reads the Google Cloud HTTPS load balancer's metrics.
+	// +optional
+	CloudMonitoring *CloudMonitoringAnalysis `json:"cloudMonitoring,omitempty"`
+
+	// Thresholds are the rollback procedure's criteria; the defaults are the procedure's own.
+	// +kubebuilder:default={}
+	// +optional
+	Thresholds Thresholds `json:"thresholds,omitempty"`
+}
+
+// HTTPAnalysis probes a URL.
+type HTTPAnalysis struct {
+	// URL to probe.
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && self.matches('^https?://')",message="analysis.http.url must be an http:// or https:// URL"
+	// +kubebuilder:validation:MaxLength=2048
+	// +required
+	URL string `json:"url"`
+}
+
+// PrometheusAnalysis reads metrics from a Prometheus HTTP API.
+type PrometheusAnalysis struct {
+	// Address of the Prometheus server, such as http://prometheus.monitoring:9090.
+	// +kubebuilder:validation:XValidation:rule="self == '' || (isURL(self) && self.matches('^https?://'))",message="analysis.prometheus.address must be an http:// or https:// URL"
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	Address string `json:"address,omitempty"`
+
+	// ErrorRateQuery is a PromQL expression giving the fraction of 5xx responses (0 to 1).
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	ErrorRateQuery string `json:"errorRateQuery,omitempty"`
+
+	// LatencyQuery is a PromQL expression giving a latency in seconds.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	LatencyQuery string `json:"latencyQuery,omitempty"`
+}
+
+// CloudMonitoringAnalysis reads the HTTPS load balancer's metrics from Google Cloud Monitoring.
+type CloudMonitoringAnalysis struct {
+	// ProjectID of the Google Cloud project.
+	// +kubebuilder:validation:Pattern=`^$|^[a-z][-a-z0-9]{4,28}[a-z0-9]$`
+	// +optional
+	ProjectID string `json:"projectID,omitempty"`
+}
+
+// Thresholds are the rollback procedure's criteria.
+type Thresholds struct {
+	// Critical acts at once (default: 5xx above 50%).
+	// +kubebuilder:default={}
+	// +optional
+	Critical CriticalThreshold `json:"critical,omitempty"`
+
+	// High acts once it has held for its duration (default: 5xx above 10% or latency 3x the
+	// baseline, for 15 minutes).
+	// +kubebuilder:default={}
+	// +optional
+	High HighThreshold `json:"high,omitempty"`
+
+	// Medium acts once it has held for its duration (default: 5xx above 5%, for 30 minutes).
+	// +kubebuilder:default={}
+	// +optional
+	Medium MediumThreshold `json:"medium,omitempty"`
+}
+
+// CriticalThreshold acts as soon as it is crossed.
+type CriticalThreshold struct {
+	// ErrorRate is the fraction of 5xx responses, from 0 to 1, above which the stack is down.
+	// +kubebuilder:default="0.5"
+	// +optional
+	ErrorRate Fraction `json:"errorRate,omitempty"`
+}
+
+// HighThreshold acts once crossed for a duration.
+type HighThreshold struct {
+	// ErrorRate is the fraction of 5xx responses, from 0 to 1.
+	// +kubebuilder:default="0.1"
+	// +optional
+	ErrorRate Fraction `json:"errorRate,omitempty"`
+
+	// LatencyRatio is the latency of the new stack over the baseline of the old one.
+	// +kubebuilder:default="3"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]*[.]?[0-9]+$') && double(self) >= 1.0",message="latencyRatio must be a decimal of at least 1, such as \"3\""
+	// +kubebuilder:validation:MaxLength=16
+	// +optional
+	LatencyRatio string `json:"latencyRatio,omitempty"`
+
+	// For is how long the threshold must hold before it acts.
+	// +kubebuilder:default="15m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="for must be a duration between 0s and 24h, such as \"15m\""
+	// +optional
+	For *metav1.Duration `json:"for,omitempty"`
+}
+
+// MediumThreshold acts once crossed for a duration.
+type MediumThreshold struct {
+	// ErrorRate is the fraction of 5xx responses, from 0 to 1.
+	// +kubebuilder:default="0.05"
+	// +optional
+	ErrorRate Fraction `json:"errorRate,omitempty"`
+
+	// For is how long the threshold must hold before it acts.
+	// +kubebuilder:default="30m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="for must be a duration between 0s and 24h, such as \"15m\""
+	// +optional
+	For *metav1.Duration `json:"for,omitempty"`
+}
+
+// Fraction is a decimal between 0 and 1, written as a string such as "0.1".
+// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]*[.]?[0-9]+$') && double(self) >= 0.0 && double(self) <= 1.0",message="must be a decimal fraction between 0 and 1, such as \"0.1\""
+// +kubebuilder:validation:MaxLength=16
+type Fraction string
+
+// RollbackSpec says what the operator may undo by itself.
+type RollbackSpec struct {
+	// Automatic lets the analysis verdict start a rollback.
+	// +kubebuilder:default=true
+	// +optional
+	Automatic *bool `json:"automatic,omitempty"`
+
+	// MaxAutomaticLevel is the highest level an automatic rollback may take. Level 3 loses data
+	// and is never automatic.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=2
+	// +optional
+	MaxAutomaticLevel int32 `json:"maxAutomaticLevel,omitempty"`
+
+	// Database is where the pre-migration database backup is taken and restored from.
+	// +optional
+	Database DatabaseSpec `json:"database,omitempty"`
+}
+
+// DatabaseSpec names the database to back up before the migration.
+type DatabaseSpec struct {
+	// CloudSQL is a Cloud SQL instance, backed up and restored through the Cloud SQL Admin API.
+	// +optional
+	CloudSQL *CloudSQLInstance `json:"cloudSQL,omitempty"`
+}
+
+// CloudSQLInstance names a Cloud SQL instance.
+type CloudSQLInstance struct {
+	// Project is the Google Cloud project of the instance.
+	// +kubebuilder:validation:MinLength=1
+	// +required
+	Project string `json:"project"`
+
+	// Instance is the Cloud SQL instance name, such as mastodon-db.
+	// +kubebuilder:validation:MinLength=1
+	// +required
+	Instance string `json:"instance"`
+}
+
+// Phase is where a migration stands.
+// +kubebuilder:validation:Enum=Pending;Preflight;BackingUp;Installing;Verifying;ShiftingTraffic;Observing;Completed;RollingBack;RolledBack;Failed
+type Phase string
+
+// The phases of a migration, in the order a BlueGreen migration goes through them.
+const (
+	PhasePending         Phase = "Pending"
+	PhasePreflight       Phase = "Preflight"
+	PhaseBackingUp       Phase = "BackingUp"
+	PhaseInstalling      Phase = "Installing"
+	PhaseVerifying       Phase = "Verifying"
+	PhaseShiftingTraffic Phase = "ShiftingTraffic"
+	PhaseObserving       Phase = "Observing"
+	PhaseCompleted       Phase = "Completed"
+	PhaseRollingBack     Phase = "RollingBack"
+	PhaseRolledBack      Phase = "RolledBack"
+	PhaseFailed          Phase = "Failed"
+)
+
+// MastodonMigrationStatus is what the operator has done and seen.
+type MastodonMigrationStatus struct {
+	// Phase is where the migration stands.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// ObservedGeneration is the last generation of the spec the operator has fully handled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Reconciling and Stalled (the Kubernetes API conventions, read by kstatus,
+	// Argo CD and Flux), and PreflightPassed.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Steps records each step of the plan: its state, times and outcome.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Steps []StepStatus `json:"steps,omitempty"`
+
+	// Preflight lists what the last preflight found wrong; empty when it passed.
+	// +listType=atomic
+	// +optional
+	Preflight []Finding `json:"preflight,omitempty"`
+
+	// Snapshot is where the live objects were stored before anything changed.
+	// +optional
+	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
+
+	// DatabaseBackup is the on-demand database backup taken before the install.
+	// +optional
+	DatabaseBackup *DatabaseBackupStatus `json:"databaseBackup,omitempty"`
+
+	// Release is the installed Helm release.
+	// +optional
+	Release *ReleaseStatus `json:"release,omitempty"`
+
+	// Traffic is where the traffic points.
+	// +optional
+	Traffic *TrafficStatus `json:"traffic,omitempty"`
+
+	// Analysis is the last measurement of the new stack and its verdict.
+	// +optional
+	Analysis *AnalysisStatus `json:"analysis,omitempty"`
+
+	// Rollback records the rollback that ran, if any.
+	// +optional
+	Rollback *RollbackStatus `json:"rollback,omitempty"`
+}
+
+// StepState is the state of one step.
+// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Skipped
+type StepState string
+
+// The states of a step.
+const (
+	StepPending   StepState = "Pending"
+	StepRunning   StepState = "Running"
+	StepSucceeded StepState = "Succeeded"
+	StepFailed    StepState = "Failed"
+	StepSkipped   StepState = "Skipped"
+)
+
+// StepStatus is the record of one step.
+type StepStatus struct {
+	// Name of the step, such as Preflight or Snapshot.
+	// +required
+	Name string `json:"name"`
+
+	// State of the step.
+	// +required
+	State StepState `json:"state"`
+
+	// Generation is the spec generation the step last ran against.
+	// +optional
+	Generation int64 `json:"generation,omitempty"`
+
+	// StartedAt is when the step first ran.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+
+	// FinishedAt is when the step succeeded, failed or was skipped.
+	// +optional
+	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+
+	// Message says what the step did, or why it waits or failed.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// Finding is one problem that preflight found.
+type Finding struct {
+	// Check is the name of the check that found it, such as SourceDeployments.
+	// +required
+	Check string `json:"check"`
+
+	// Object names what the finding is about, such as Deployment/mastodon-web.
+	// +optional
+	Object string `json:"object,omitempty"`
+
+	// Message says what is wrong and what to do about it.
+	// +required
+	Message string `json:"message"`
+}
+
+// SnapshotStatus is where the live objects were stored.
+type SnapshotStatus struct {
+	// Name of the snapshot; its parts are Secrets labelled with it.
+	Name string `json:"name"`
+	// Objects is how many objects the snapshot holds.
+	Objects int32 `json:"objects"`
+	// TakenAt is when the snapshot was stored.
+	// +optional
+	TakenAt *metav1.Time `json:"takenAt,omitempty"`
+}
+
+// DatabaseBackupStatus is the on-demand database backup.
+type DatabaseBackupStatus struct {
+	// Instance is the backed-up Cloud SQL instance, as project/instance.
+	Instance string `json:"instance"`
+	// ID of the backup run.
+	// +optional
+	ID string `json:"id,omitempty"`
+	// State of the backup, as the Admin API reports it.
+	// +optional
+	State string `json:"state,omitempty"`
+	// TakenAt is when the backup finished.
+	// +optional
+	TakenAt *metav1.Time `json:"takenAt,omitempty"`
+}
+
+// ReleaseStatus is the Helm release as last seen.
+type ReleaseStatus struct {
+	// Name of the release.
+	Name string `json:"name"`
+	// Revision of the release.
+	// +optional
+	Revision int32 `json:"revision,omitempty"`
+	// ChartVersion is the version of the installed chart.
+	// +optional
+	ChartVersion string `json:"chartVersion,omitempty"`
+	// Status is Helm's status of the release, such as deployed.
+	// +optional
+	Status string `json:"status,omitempty"`
+}
+
+// TrafficTarget is which stack serves the traffic.
+// +kubebuilder:validation:Enum=Source;Release;Maintenance
+type TrafficTarget string
+
+// The stacks that traffic can point at.
+const (
+	TrafficToSource      TrafficTarget = "Source"
+	TrafficToRelease     TrafficTarget = "Release"
+	TrafficToMaintenance TrafficTarget = "Maintenance"
+)
+
+// TrafficStatus is where the traffic points.
+type TrafficStatus struct {
+	// Target is the stack that serves the traffic.
+	Target TrafficTarget `json:"target"`
+	// Method is how it was moved.
+	// +optional
+	Method TrafficMethod `json:"method,omitempty"`
+	// SwitchedAt is when it last moved.
+	// +optional
+	SwitchedAt *metav1.Time `json:"switchedAt,omitempty"`
+}
+
+// AnalysisStatus is the last measurement of the new stack.
+type AnalysisStatus struct {
+	// Verdict of the last measurement: Pass, Inconclusive, or the severity crossed.
+	// +optional
+	Verdict string `json:"verdict,omitempty"`
+	// ErrorRate is the last measured fraction of 5xx responses.
+	// +optional
+	ErrorRate string `json:"errorRate,omitempty"`
+	// LatencyRatio is the last latency over the baseline.
+	// +optional
+	LatencyRatio string `json:"latencyRatio,omitempty"`
+	// LastMeasuredAt is when the last measurement was taken.
+	// +optional
+	LastMeasuredAt *metav1.Time `json:"lastMeasuredAt,omitempty"`
+}
+
+// RollbackStatus records a rollback.
+type RollbackStatus struct {
+	// Level of the rollback.
+	Level int32 `json:"level"`
+	// Trigger is what asked for it: Automatic, RollbackLevel (the spec field) or MastodonRollback.
+	Trigger string `json:"trigger"`
+	// Reason says why.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// StartedAt is when it started.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// FinishedAt is when it finished.
+	// +optional
+	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+}
+
+// MastodonMigration carries a Kustomize-managed Mastodon over to a Helm release of the official
+// chart, and rolls it back when the new stack misbehaves.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mmig;mastomig,categories=mastodon
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.spec.strategy`
+// +kubebuilder:printcolumn:name="Release",type=string,JSONPath=`.spec.release.name`
+// +kubebuilder:printcolumn:name="Traffic",type=string,JSONPath=`.status.traffic.target`
+// +kubebuilder:printcolumn:name="Error rate",type=string,JSONPath=`.status.analysis.errorRate`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MastodonMigration struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec MastodonMigrationSpec `json:"spec"`
+	// +optional
+	Status MastodonMigrationStatus `json:"status,omitempty"`
+}
+
+// MastodonMigrationList is a list of MastodonMigrations.
+// +kubebuilder:object:root=true
+type MastodonMigrationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MastodonMigration `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&MastodonMigration{}, &MastodonMigrationList{})
+}

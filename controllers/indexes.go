@@ -1,0 +1,55 @@
+package controllers
+
+import (
+	"context"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/preflight"
+)
+
+const (
+	// indexSourceObject indexes migrations by the source objects they name, as "Kind/name".
+	indexSourceObject = "spec.source.objects"
+	// indexMigrationRef indexes rollbacks by the migration they name.
+	indexMigrationRef = "spec.migrationRef.name"
+)
+
+func indexSourceObjects(ctx context.Context, mgr ctrl.Manager) error {
+	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.MastodonMigration{}, indexSourceObject, func(o client.Object) []string {
+		m := o.(*v1alpha1.MastodonMigration)
+		var keys []string
+		for _, d := range preflight.SourceDeployments(m) {
+			keys = append(keys, "Deployment/"+d.Name)
+		}
+		for _, s := range m.Spec.Source.Services {
+			keys = append(keys, "Service/"+s)
+		}
+		if m.Spec.Source.Ingress != "" {
+			keys = append(keys, "Ingress/"+m.Spec.Source.Ingress)
+		}
+		return keys
+	})
+}
+
+// migrationsNaming maps an object of the given kind to the migrations in its namespace that name it.
+func (r *MastodonMigrationReconciler) migrationsNaming(kind string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list v1alpha1.MastodonMigrationList
+		if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()),
+			client.MatchingFields{indexSourceObject: kind + "/" + o.GetName()}); err != nil {
+			log.FromContext(ctx).Error(err, "listing migrations that name an object", "kind", kind, "name", o.GetName())
+			return nil
+		}
+		reqs := make([]reconcile.Request, len(list.Items))
+		for i := range list.Items {
+			reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
+		}
+		return reqs
+	}
+}

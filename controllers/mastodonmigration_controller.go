@@ -1,0 +1,153 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/preflight"
+)
+
+// MastodonMigrationReconciler runs the plan of each MastodonMigration.
+type MastodonMigrationReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	Charts   preflight.ChartSource
+}
+
+// +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonmigrations,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonmigrations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonrollbacks,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cloud.google.com,resources=backendconfigs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.gke.io,resources=frontendconfigs;managedcertificates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=monitoring.googleapis.com,resources=podmonitorings,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile loads the migration, runs its plan, and writes the status once, at the end.
+func (r *MastodonMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	m := &v1alpha1.MastodonMigration{}
+	if err := r.Get(ctx, req.NamespacedName, m); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !m.DeletionTimestamp.IsZero() {
+		// The migration owns nothing: its snapshots and the release outlive it on purpose.
+		return ctrl.Result{}, nil
+	}
+	base := m.DeepCopy()
+	defer func() {
+		if equality.Semantic.DeepEqual(base.Status, m.Status) {
+			return
+		}
+		// The optimistic lock keeps this patch from overwriting a rollback recorded meanwhile.
+		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+		if err := r.Status().Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
+			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+		}
+	}()
+	if m.Status.Phase == "" {
+		m.Status.Phase = v1alpha1.PhasePending
+	}
+	if m.Spec.RollbackLevel > 0 {
+		return r.rollBack(ctx, m)
+	}
+	if m.Status.Rollback != nil {
+		// A MastodonRollback ended this migration; only a higher spec.rollbackLevel acts now.
+		m.Status.ObservedGeneration = m.Generation
+		return ctrl.Result{}, nil
+	}
+	return r.runPlan(ctx, m)
+}
+
+// runPlan walks the plan, skipping steps already done, and stops at the first step that waits,
+// fails or errs. Each step records its own outcome, so a restart resumes where this one stopped.
+func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.MastodonMigration) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	steps := r.plan(m)
+	for i, s := range steps {
+		rec := stepRecord(&m.Status.Steps, s.name)
+		if rec.State == v1alpha1.StepSucceeded && !(s.rerunOnSpecChange && rec.Generation != m.Generation && !started(m, steps[i+1:])) {
+			continue
+		}
+		if m.Spec.Paused {
+			msg := fmt.Sprintf("paused before step %s: set spec.paused to false to go on", s.name)
+			setProgress(&m.Status.Conditions, m.Generation, progressIdle, ReasonPaused, msg)
+			m.Status.ObservedGeneration = m.Generation
+			return ctrl.Result{}, nil
+		}
+		now := metav1.Now()
+		m.Status.Phase = s.phase
+		start(rec, m.Generation, now)
+		out, err := s.run(ctx, m)
+		if err != nil {
+			// The world did not answer: keep the step running and let the workqueue back off.
+			rec.Message = "retrying: " + err.Error()
+			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonRetrying,
+				fmt.Sprintf("step %s: %v", s.name, err))
+			return ctrl.Result{}, fmt.Errorf("step %s: %w", s.name, err)
+		}
+		finish(rec, out.state, out.message, metav1.Now())
+		logger.V(1).Info("step ran", "step", s.name, "state", out.state, "message", out.message)
+		switch out.state {
+		case v1alpha1.StepSucceeded:
+			continue
+		case v1alpha1.StepFailed:
+			setProgress(&m.Status.Conditions, m.Generation, progressStalled, s.name+"Failed", out.message)
+			m.Status.ObservedGeneration = m.Generation
+		default:
+			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonProgressing,
+				fmt.Sprintf("step %s: %s", s.name, out.message))
+		}
+		return ctrl.Result{RequeueAfter: out.requeueAfter}, nil
+	}
+	// This version's plan ends after preflight: say so plainly rather than claim a migration.
+	setProgress(&m.Status.Conditions, m.Generation, progressIdle, ReasonAwaitingSteps,
+		"preflight passed; this version of the operator runs no migration step after preflight")
+	m.Status.ObservedGeneration = m.Generation
+	return ctrl.Result{}, nil
+}
+
+// started reports whether any of the given steps has run.
+func started(m *v1alpha1.MastodonMigration, steps []step) bool {
+	for _, s := range steps {
+		for _, rec := range m.Status.Steps {
+			if rec.Name == s.name && rec.State != v1alpha1.StepPending {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// SetupWithManager watches migrations, the source objects they name, and the rollbacks that
+// point at them.
+func (r *MastodonMigrationReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := indexSourceObjects(context.Background(), mgr); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.MastodonMigration{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.migrationsNaming("Deployment"))).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.migrationsNaming("Service"))).
+		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.migrationsNaming("Ingress"))).
+		Named("mastodonmigration").
+		Complete(r)
+}

@@ -1,0 +1,212 @@
+package controllers_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+)
+
+func get(ctx context.Context, m *v1alpha1.MastodonMigration) func() (*v1alpha1.MastodonMigration, error) {
+	return func() (*v1alpha1.MastodonMigration, error) {
+		got := &v1alpha1.MastodonMigration{}
+		err := k8sClient.Get(ctx, client.ObjectKeyFromObject(m), got)
+		return got, err
+	}
+}
+
+func conditionStatus(m *v1alpha1.MastodonMigration, typ string) metav1.ConditionStatus {
+	if c := meta.FindStatusCondition(m.Status.Conditions, typ); c != nil {
+		return c.Status
+	}
+	return ""
+}
+
+func stepOf(m *v1alpha1.MastodonMigration, name string) v1alpha1.StepStatus {
+	for _, s := range m.Status.Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	return v1alpha1.StepStatus{}
+}
+
+func findingObjects(m *v1alpha1.MastodonMigration) []string {
+	var out []string
+	for _, f := range m.Status.Preflight {
+		out = append(out, f.Check+" "+f.Object)
+	}
+	return out
+}
+
+func TestPreflightReportsEveryMissingReferenceAndChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, ctx)
+	m := migration(ns, "to-helm")
+	m.Spec.Release.Chart.Version = "9.9.9"
+	m.Spec.Source.ExtraResources = []v1alpha1.ObjectRef{{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler", Name: "mastodon-web"}}
+	if err := k8sClient.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+
+	eventually(t, get(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) []string {
+		return findingObjects(m)
+	}, gomega.ConsistOf(
+		"SourceDeployments Deployment/mastodon-web",
+		"SourceDeployments Deployment/mastodon-streaming",
+		"SourceDeployments Deployment/mastodon-worker",
+		"SourceIngress Ingress/mastodon",
+		"ExtraResources HorizontalPodAutoscaler/mastodon-web",
+		"Chart Chart/mastodon",
+	)))
+	got, _ := get(ctx, m)()
+	g := gomega.NewWithT(t)
+	g.Expect(got.Status.Phase).To(gomega.Equal(v1alpha1.PhasePreflight))
+	g.Expect(stepOf(got, "Preflight").State).To(gomega.Equal(v1alpha1.StepFailed))
+	g.Expect(stepOf(got, "Preflight").Message).To(gomega.ContainSubstring("6 pre-migration check(s) failed"))
+	g.Expect(conditionStatus(got, "Stalled")).To(gomega.Equal(metav1.ConditionTrue))
+	g.Expect(conditionStatus(got, "Ready")).To(gomega.Equal(metav1.ConditionFalse))
+	g.Expect(conditionStatus(got, "Reconciling")).To(gomega.Equal(metav1.ConditionFalse))
+	g.Expect(conditionStatus(got, "PreflightPassed")).To(gomega.Equal(metav1.ConditionFalse))
+	g.Expect(got.Status.ObservedGeneration).To(gomega.Equal(got.Generation))
+	for _, f := range got.Status.Preflight {
+		if f.Check == "Chart" {
+			g.Expect(f.Message).To(gomega.ContainSubstring("9.9.9"))
+		}
+		if f.Object == "Deployment/mastodon-web" {
+			g.Expect(f.Message).To(gomega.Equal(
+				"Deployment mastodon-web (web) not found in namespace " + ns + ": check spec.source.web.deployment"))
+		}
+	}
+	eventually(t, eventsFor(ctx, "MastodonMigration", m)).Should(gomega.ContainElement(gomega.And(
+		gomega.HaveField("Type", corev1.EventTypeWarning),
+		gomega.HaveField("Reason", "PreflightFailed"),
+		gomega.HaveField("Note", gomega.And(
+			gomega.HavePrefix("6 pre-migration check(s) failed: "),
+			gomega.ContainSubstring("Deployment mastodon-streaming (streaming) not found"),
+			gomega.ContainSubstring("chart mastodon version 9.9.9 not found"))),
+	)))
+
+	// Nothing was created or changed: the namespace still holds no workload.
+	var deployments appsv1.DeploymentList
+	g.Expect(k8sClient.List(ctx, &deployments, client.InNamespace(ns))).To(gomega.Succeed())
+	g.Expect(deployments.Items).To(gomega.BeEmpty())
+}
+
+func TestPreflightLooksAgainWhenTheSourceAppears(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, ctx)
+	m := migration(ns, "to-helm")
+	if err := k8sClient.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, get(ctx, m)).Should(gomega.WithTransform(findingObjects,
+		gomega.ContainElement("SourceIngress Ingress/mastodon")))
+
+	// Creating the objects wakes the migration through its watches, with no requeue timer due.
+	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+		if err := k8sClient.Create(ctx, deployment(ns, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k8sClient.Create(ctx, ingress(ns, "mastodon")); err != nil {
+		t.Fatal(err)
+	}
+	// envtest runs no controller-manager, so the Deployments exist but never become available:
+	// preflight now says exactly that, and no longer reports anything missing.
+	eventually(t, get(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) []string {
+		var msgs []string
+		for _, f := range m.Status.Preflight {
+			msgs = append(msgs, f.Message)
+		}
+		return msgs
+	}, gomega.And(
+		gomega.HaveLen(3),
+		gomega.HaveEach(gomega.MatchRegexp(`^Deployment mastodon-(web|streaming|worker) is not available: `)),
+	)))
+}
+
+func TestPausedMigrationRunsNoStep(t *testing.T) {
+	ctx := context.Background()
+	m := migration(newNamespace(t, ctx), "paused")
+	m.Spec.Paused = true
+	if err := k8sClient.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, get(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) string {
+		if c := meta.FindStatusCondition(m.Status.Conditions, "Reconciling"); c != nil && c.Status == metav1.ConditionFalse {
+			return c.Reason + ": " + c.Message
+		}
+		return ""
+	}, gomega.Equal("Paused: paused before step Preflight: set spec.paused to false to go on")))
+	got, _ := get(ctx, m)()
+	gomega.NewWithT(t).Expect(stepOf(got, "Preflight").State).To(gomega.Equal(v1alpha1.StepPending))
+	gomega.NewWithT(t).Expect(got.Status.Preflight).To(gomega.BeEmpty())
+
+	resumed := got.DeepCopy()
+	resumed.Spec.Paused = false
+	if err := k8sClient.Patch(ctx, resumed, client.MergeFrom(got)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, get(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) v1alpha1.StepState {
+		return stepOf(m, "Preflight").State
+	}, gomega.Equal(v1alpha1.StepFailed)))
+}
+
+func TestRollbackLevelStopsAMigrationThatChangedNothing(t *testing.T) {
+	ctx := context.Background()
+	m := migration(newNamespace(t, ctx), "to-helm")
+	if err := k8sClient.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, get(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhasePreflight))
+	latest, _ := get(ctx, m)()
+	raised := latest.DeepCopy()
+	raised.Spec.RollbackLevel = 1
+	if err := k8sClient.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, get(ctx, m)).Should(gomega.And(
+		gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack),
+		gomega.HaveField("Status.Rollback.Trigger", "RollbackLevel"),
+		gomega.HaveField("Status.Rollback.Level", int32(1)),
+		gomega.HaveField("Status.ObservedGeneration", raised.Generation),
+	))
+	eventually(t, eventsFor(ctx, "MastodonMigration", m)).Should(gomega.ContainElement(gomega.And(
+		gomega.HaveField("Reason", "RolledBack"),
+		gomega.HaveField("Note", gomega.ContainSubstring("nothing to undo")),
+	)))
+}
+
+func deployment(ns, name string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "ghcr.io/mastodon/mastodon:v4.6.2"}}},
+			},
+		},
+	}
+}
+
+func ingress(ns, name string) *networkingv1.Ingress {
+	return &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: networkingv1.IngressSpec{DefaultBackend: &networkingv1.IngressBackend{
+			Service: &networkingv1.IngressServiceBackend{Name: "mastodon-web", Port: networkingv1.ServiceBackendPort{Number: 3000}},
+		}},
+	}
+}

@@ -1,0 +1,174 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+)
+
+// StepResolve is the MastodonRollback's first step: find the migration and check the request.
+const StepResolve = "Resolve"
+
+// MastodonRollbackReconciler answers MastodonRollbacks: it resolves the migration, refuses what
+// cannot run, and records the rollback on the migration.
+type MastodonRollbackReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonrollbacks,verbs=get;list;watch
+// +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonrollbacks/status,verbs=get;update;patch
+
+// Reconcile handles one MastodonRollback and writes its status once, at the end.
+func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	rb := &v1alpha1.MastodonRollback{}
+	if err := r.Get(ctx, req.NamespacedName, rb); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if rb.Status.Phase == v1alpha1.RollbackSucceeded || rb.Status.Phase == v1alpha1.RollbackFailed {
+		return ctrl.Result{}, nil // a rollback runs once; its record stays as it ended
+	}
+	base := rb.DeepCopy()
+	defer func() {
+		if equality.Semantic.DeepEqual(base.Status, rb.Status) {
+			return
+		}
+		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+		if err := r.Status().Patch(ctx, rb, patch); err != nil && !apierrors.IsNotFound(err) {
+			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+		}
+	}()
+	if rb.Status.Phase == "" {
+		rb.Status.Phase = v1alpha1.RollbackPending
+	}
+	rec := stepRecord(&rb.Status.Steps, StepResolve)
+	start(rec, rb.Generation, metav1.Now())
+
+	m := &v1alpha1.MastodonMigration{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: rb.Namespace, Name: rb.Spec.MigrationRef.Name}, m)
+	if apierrors.IsNotFound(err) {
+		return r.refuse(rb, rec, ReasonMigrationMissing, fmt.Sprintf(
+			"MastodonMigration %s not found in namespace %s: check spec.migrationRef.name", rb.Spec.MigrationRef.Name, rb.Namespace))
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if rb.Spec.Level == 3 && m.Spec.Rollback.Database.CloudSQL == nil {
+		return r.refuse(rb, rec, ReasonNotConfigured, fmt.Sprintf(
+			"level 3 restores the database backup, but MastodonMigration %s sets no spec.rollback.database.cloudSQL", m.Name))
+	}
+	if other, err := r.conflicting(ctx, rb); err != nil {
+		return ctrl.Result{}, err
+	} else if other != nil {
+		return r.refuse(rb, rec, ReasonRollbackConflict, fmt.Sprintf(
+			"MastodonRollback %s (level %d) is already running for MastodonMigration %s: wait for it, or escalate with a higher level once it ends",
+			other.Name, other.Spec.Level, m.Name))
+	}
+	if m.Status.Rollback != nil && m.Status.Rollback.Level > rb.Spec.Level {
+		return r.refuse(rb, rec, ReasonRollbackConflict, fmt.Sprintf(
+			"MastodonMigration %s was already rolled back at level %d; a rollback only escalates", m.Name, m.Status.Rollback.Level))
+	}
+	if changedCluster(m) {
+		// Unreachable in this version: no migration step changes the cluster yet.
+		return ctrl.Result{}, fmt.Errorf("rollback level %d of a migration that changed the cluster is not built yet", rb.Spec.Level)
+	}
+	return r.recordOnMigration(ctx, rb, rec, m)
+}
+
+// recordOnMigration marks the migration rolled back, which stops its plan, and reports success.
+func (r *MastodonRollbackReconciler) recordOnMigration(ctx context.Context, rb *v1alpha1.MastodonRollback,
+	rec *v1alpha1.StepStatus, m *v1alpha1.MastodonMigration) (ctrl.Result, error) {
+	msg := fmt.Sprintf("rolled back MastodonMigration %s at level %d: nothing to undo, the migration had not changed the cluster",
+		m.Name, rb.Spec.Level)
+	now := metav1.Now()
+	before := m.DeepCopy()
+	reason := rb.Spec.Reason
+	if reason == "" {
+		reason = "MastodonRollback " + rb.Name
+	}
+	m.Status.Rollback = &v1alpha1.RollbackStatus{
+		Level: rb.Spec.Level, Trigger: TriggerMastodonRollback, Reason: reason, StartedAt: &now, FinishedAt: &now,
+	}
+	m.Status.Phase = v1alpha1.PhaseRolledBack
+	setProgress(&m.Status.Conditions, m.Generation, progressIdle, ReasonRolledBack, msg)
+	if err := r.Status().Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return ctrl.Result{}, fmt.Errorf("recording the rollback on MastodonMigration %s: %w", m.Name, err)
+	}
+	r.Recorder.Eventf(m, rb, corev1.EventTypeNormal, ReasonRolledBack, "Rollback", msg)
+	r.Recorder.Eventf(rb, m, corev1.EventTypeNormal, ReasonRolledBack, "Rollback", msg)
+	finish(rec, v1alpha1.StepSucceeded, msg, now)
+	rb.Status.Phase = v1alpha1.RollbackSucceeded
+	setProgress(&rb.Status.Conditions, rb.Generation, progressReady, ReasonRolledBack, msg)
+	rb.Status.ObservedGeneration = rb.Generation
+	return ctrl.Result{}, nil
+}
+
+// refuse ends a rollback that cannot run, saying why.
+func (r *MastodonRollbackReconciler) refuse(rb *v1alpha1.MastodonRollback, rec *v1alpha1.StepStatus, reason, msg string) (ctrl.Result, error) {
+	finish(rec, v1alpha1.StepFailed, msg, metav1.Now())
+	rb.Status.Phase = v1alpha1.RollbackFailed
+	setProgress(&rb.Status.Conditions, rb.Generation, progressStalled, reason, msg)
+	rb.Status.ObservedGeneration = rb.Generation
+	r.Recorder.Eventf(rb, nil, corev1.EventTypeWarning, reason, "Rollback", msg)
+	return ctrl.Result{}, nil
+}
+
+// conflicting returns another rollback of the same migration, at another level, that is running.
+func (r *MastodonRollbackReconciler) conflicting(ctx context.Context, rb *v1alpha1.MastodonRollback) (*v1alpha1.MastodonRollback, error) {
+	var list v1alpha1.MastodonRollbackList
+	if err := r.List(ctx, &list, client.InNamespace(rb.Namespace),
+		client.MatchingFields{indexMigrationRef: rb.Spec.MigrationRef.Name}); err != nil {
+		return nil, err
+	}
+	for i := range list.Items {
+		o := &list.Items[i]
+		if o.Name != rb.Name && o.Spec.Level != rb.Spec.Level && o.Status.Phase == v1alpha1.RollbackRunning {
+			return o, nil
+		}
+	}
+	return nil, nil
+}
+
+// SetupWithManager watches rollbacks, and migrations so that a rollback waiting for its migration
+// is looked at again when the migration changes.
+func (r *MastodonRollbackReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.MastodonRollback{}, indexMigrationRef,
+		func(o client.Object) []string { return []string{o.(*v1alpha1.MastodonRollback).Spec.MigrationRef.Name} }); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.MastodonRollback{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.MastodonMigration{}, handler.EnqueueRequestsFromMapFunc(r.rollbacksOf)).
+		Named("mastodonrollback").
+		Complete(r)
+}
+
+func (r *MastodonRollbackReconciler) rollbacksOf(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.MastodonRollbackList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexMigrationRef: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "listing rollbacks of a migration", "migration", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		if p := list.Items[i].Status.Phase; p == "" || p == v1alpha1.RollbackPending || p == v1alpha1.RollbackRunning {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+	return reqs
+}

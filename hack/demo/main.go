@@ -1,0 +1,235 @@
+// Command demo shows the operator at work on the local cluster: it brings up the control plane,
+// deploys a production-like Mastodon from the Kustomize fixture, serves the test chart from a Helm
+// repository on loopback, runs the operator, and applies MastodonMigrations, printing each step as
+// the operator records it. `make demo` runs it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/test/harness"
+)
+
+const namespace = "mastodon"
+
+func main() {
+	dir := flag.String("dir", "bin/demo-cluster", "directory for the cluster's state, logs and kubeconfig")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *dir); err != nil {
+		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		os.Exit(1)
+	}
+}
+
+var started = time.Now()
+
+func say(format string, args ...any) {
+	fmt.Printf("[%6.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func heading(title string) { fmt.Printf("\n== %s\n", title) }
+
+func run(ctx context.Context, dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	operatorLog, err := os.Create(filepath.Join(dir, "operator.log"))
+	if err != nil {
+		return err
+	}
+	defer operatorLog.Close()
+
+	heading("1. A real control plane on loopback")
+	h, err := harness.Start(ctx, harness.Options{Dir: dir, Logf: func(f string, a ...any) { say(f, a...) }, OperatorLog: operatorLog})
+	if err != nil {
+		return err
+	}
+	defer h.Stop()
+	say("cluster up: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok with 3 nodes in pool %s", harness.NodePool)
+	say("Helm repository with the test chart: %s", h.ChartURL)
+
+	heading("2. Mastodon as it runs today (the Kustomize fixture)")
+	objs, err := h.DeployMastodon(ctx, namespace)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		say("applied %s/%s", o.GetKind(), o.GetName())
+	}
+	say("every Deployment rolled out; pods scheduled on the node pool and Ready")
+	if err := kubectl(h, "", "get", "deployments,services,ingresses,hpa", "-n", namespace); err != nil {
+		return err
+	}
+
+	heading("3. The operator")
+	op, err := h.StartOperator(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = op.Stop() }()
+	say("running (log: %s)", operatorLog.Name())
+
+	heading("4. A MastodonMigration (config/samples), BlueGreen")
+	m, err := sample(h)
+	if err != nil {
+		return err
+	}
+	if err := h.Client.Create(ctx, m); err != nil {
+		return err
+	}
+	say("created MastodonMigration %s/%s", namespace, m.Name)
+	if err := follow(ctx, h, m); err != nil {
+		return err
+	}
+	if err := kubectl(h, "", "get", "mastodonmigrations", "-n", namespace); err != nil {
+		return err
+	}
+	if err := kubectl(h, "", "describe", "mastodonmigration", m.Name, "-n", namespace); err != nil {
+		return err
+	}
+
+	heading("5. A migration preflight refuses: a chart version that does not exist, a Deployment that does not")
+	broken, _ := sample(h)
+	broken.Name = "broken"
+	broken.Spec.Release.Chart.Version = "9.9.9"
+	broken.Spec.Source.Sidekiq = append(broken.Spec.Source.Sidekiq, v1alpha1.ComponentRef{Deployment: "mastodon-worker-pull"})
+	if err := h.Client.Create(ctx, broken); err != nil {
+		return err
+	}
+	if err := follow(ctx, h, broken); err != nil {
+		return err
+	}
+	got := &v1alpha1.MastodonMigration{}
+	if err := h.Client.Get(ctx, client.ObjectKeyFromObject(broken), got); err != nil {
+		return err
+	}
+	for _, f := range got.Status.Preflight {
+		say("finding %-18s %-32s %s", f.Check, f.Object, f.Message)
+	}
+
+	heading("6. The API server refuses an invalid migration, saying what to fix")
+	invalid, _ := sample(h)
+	invalid.Name = "invalid"
+	invalid.Spec.RollbackLevel = 3
+	invalid.Spec.Analysis.Thresholds.Critical.ErrorRate = "1.5"
+	invalid.APIVersion, invalid.Kind = v1alpha1.GroupVersion.String(), "MastodonMigration"
+	manifest, err := yaml.Marshal(invalid)
+	if err != nil {
+		return err
+	}
+	if err := kubectl(h, string(manifest), "apply", "-f", "-"); err == nil {
+		return fmt.Errorf("the API server accepted an invalid migration")
+	}
+
+	heading("Done")
+	say("MastodonMigration %s passed preflight on a live, production-like stack", m.Name)
+	say("to explore a cluster yourself: make cluster-up, then export KUBECONFIG=$PWD/bin/local-cluster/kubeconfig")
+	return nil
+}
+
+// sample reads config/samples' migration and points it at the loopback chart repository.
+func sample(h *harness.Harness) (*v1alpha1.MastodonMigration, error) {
+	raw, err := os.ReadFile(harness.RepoPath("config", "samples", "migration_v1alpha1_mastodonmigration.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	m := &v1alpha1.MastodonMigration{}
+	if err := yaml.UnmarshalStrict(raw, m); err != nil {
+		return nil, err
+	}
+	m.Namespace = namespace
+	m.Spec.Release.Chart.Repository = h.ChartURL
+	return m, nil
+}
+
+// follow watches a migration and prints each change of phase and step until the operator has
+// fully handled its generation.
+func follow(ctx context.Context, h *harness.Harness, m *v1alpha1.MastodonMigration) error {
+	wc, err := client.NewWithWatch(h.Cluster.RESTConfig(), client.Options{Scheme: h.Scheme})
+	if err != nil {
+		return err
+	}
+	w, err := wc.Watch(ctx, &v1alpha1.MastodonMigrationList{}, client.InNamespace(m.Namespace),
+		client.MatchingFields{"metadata.name": m.Name})
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	seen := map[string]string{}
+	timeout := time.After(2 * time.Minute)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout:
+			return fmt.Errorf("MastodonMigration %s did not settle within 2 minutes", m.Name)
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return fmt.Errorf("the watch of MastodonMigration %s ended", m.Name)
+			}
+			if ev.Type != watch.Added && ev.Type != watch.Modified {
+				continue
+			}
+			got := ev.Object.(*v1alpha1.MastodonMigration)
+			if seen["phase"] != string(got.Status.Phase) && got.Status.Phase != "" {
+				seen["phase"] = string(got.Status.Phase)
+				say("phase %s", got.Status.Phase)
+			}
+			for _, s := range got.Status.Steps {
+				line := fmt.Sprintf("%s %s", s.State, s.Message)
+				if seen[s.Name] == line {
+					continue
+				}
+				seen[s.Name] = line
+				took := ""
+				if s.StartedAt != nil && s.FinishedAt != nil {
+					took = fmt.Sprintf(" in %s", s.FinishedAt.Sub(s.StartedAt.Time).Round(time.Millisecond))
+				}
+				say("step %-10s %s%s: %s", s.Name, s.State, took, s.Message)
+			}
+			if got.Status.ObservedGeneration == got.Generation {
+				if c := meta.FindStatusCondition(got.Status.Conditions, "Ready"); c != nil {
+					say("Ready=%s (%s): %s", c.Status, c.Reason, c.Message)
+				}
+				return nil
+			}
+		}
+	}
+}
+
+// kubectl runs the cluster's own kubectl and prints what it says, indented.
+func kubectl(h *harness.Harness, stdin string, args ...string) error {
+	bin := filepath.Join(os.Getenv("MASTODON_OPERATOR_BIN_DIR"), "kubectl")
+	fmt.Printf("\n$ kubectl %s\n", strings.Join(args, " "))
+	cmd := exec.Command(bin, append([]string{"--kubeconfig", h.Cluster.KubeconfigPath()}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+		fmt.Println("  " + line)
+	}
+	fmt.Println()
+	return err
+}

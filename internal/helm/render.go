@@ -1,0 +1,81 @@
+package helm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// Manifests are the objects an install of a chart would create.
+type Manifests struct {
+	// Resources are the release's own objects, in Helm's install order.
+	Resources []*unstructured.Unstructured
+	// Hooks are the hook objects in the order Helm lists them; their helm.sh/hook annotations
+	// say when they run.
+	Hooks []*unstructured.Unstructured
+}
+
+// Find returns the resource or hook of that kind and name, or nil.
+func (m *Manifests) Find(kind, name string) *unstructured.Unstructured {
+	for _, obj := range slices.Concat(m.Resources, m.Hooks) {
+		if obj.GetKind() == kind && obj.GetName() == name {
+			return obj
+		}
+	}
+	return nil
+}
+
+// Render renders chrt with values as `helm install --dry-run` would, through Helm's own install
+// action and template engine, without a cluster. Errors of the chart, such as a `required`
+// value left empty, come back with the chart's message.
+func Render(chrt *chart.Chart, values map[string]any, releaseName, namespace string) (*Manifests, error) {
+	install := action.NewInstall(&action.Configuration{Log: func(string, ...any) {}})
+	install.DryRun = true
+	install.ClientOnly = true
+	install.Replace = true
+	install.IncludeCRDs = false
+	install.ReleaseName = releaseName
+	install.Namespace = namespace
+
+	rel, err := install.Run(chrt, values)
+	if err != nil {
+		return nil, fmt.Errorf("render chart %s %s as release %s: %w", chrt.Name(), chrt.Metadata.Version, releaseName, err)
+	}
+	resources, err := decode(rel.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("release %s manifest: %w", releaseName, err)
+	}
+	m := &Manifests{Resources: resources}
+	for _, hook := range rel.Hooks {
+		objs, err := decode(hook.Manifest)
+		if err != nil {
+			return nil, fmt.Errorf("release %s hook %s: %w", releaseName, hook.Path, err)
+		}
+		m.Hooks = append(m.Hooks, objs...)
+	}
+	return m, nil
+}
+
+// decode reads a stream of YAML documents in order, skipping empty ones.
+func decode(manifest string) ([]*unstructured.Unstructured, error) {
+	decoder := yaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		var obj map[string]any
+		if err := decoder.Decode(&obj); errors.Is(err, io.EOF) {
+			return objs, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if len(obj) > 0 {
+			objs = append(objs, &unstructured.Unstructured{Object: obj})
+		}
+	}
+}

@@ -1,0 +1,65 @@
+// Package preflight is the pre-migration checklist as code: a chain of rules, each of which looks
+// at the cluster and the migration's spec and reports what it finds wrong, before anything changes.
+package preflight
+
+import (
+	"context"
+	"fmt"
+
+	"helm.sh/helm/v3/pkg/chart"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+)
+
+// ChartSource loads the chart a migration installs.
+type ChartSource interface {
+	LoadChart(ctx context.Context, ref helm.ChartRef) (*chart.Chart, error)
+}
+
+// Input is what every rule may look at.
+type Input struct {
+	// Client reads the cluster; rules never write.
+	Client    client.Reader
+	Migration *v1alpha1.MastodonMigration
+	Charts    ChartSource
+}
+
+// Rule is one item of the checklist. It returns the problems it found; an error means it could
+// not look (the API server did not answer), which is retried rather than reported as a finding.
+type Rule struct {
+	Name  string
+	Check func(ctx context.Context, in Input) ([]v1alpha1.Finding, error)
+}
+
+// Checklist is the rules every strategy runs, in the order a person would check them.
+func Checklist() []Rule {
+	return []Rule{
+		{Name: "SourceDeployments", Check: sourceDeployments},
+		{Name: "SourceServices", Check: sourceServices},
+		{Name: "SourceIngress", Check: sourceIngress},
+		{Name: "ExtraResources", Check: extraResources},
+		{Name: "Chart", Check: chartResolves},
+	}
+}
+
+// Run runs every rule and returns all findings, so one pass reports every problem at once.
+func Run(ctx context.Context, in Input, rules []Rule) ([]v1alpha1.Finding, error) {
+	var findings []v1alpha1.Finding
+	for _, r := range rules {
+		found, err := r.Check(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("preflight check %s: %w", r.Name, err)
+		}
+		for i := range found {
+			found[i].Check = r.Name
+		}
+		findings = append(findings, found...)
+	}
+	return findings, nil
+}
+
+func finding(object, format string, args ...any) v1alpha1.Finding {
+	return v1alpha1.Finding{Object: object, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,209 @@
+// Package e2e runs the operator against the whole local cluster: etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler and kwok, with the production-like Kustomize fixture
+// deployed on it and the test chart served from a Helm repository on loopback. Deployments roll
+// out and pods turn Ready because the cluster's own controllers and scheduler make them.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/test/harness"
+)
+
+var h *harness.Harness
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Getenv("MASTODON_OPERATOR_BIN_DIR") == "" {
+		fmt.Fprintln(os.Stderr, "MASTODON_OPERATOR_BIN_DIR is not set: run `make test`")
+		return 1
+	}
+	ctx := context.Background()
+	logFile, err := os.CreateTemp("", "mastodon-operator-e2e-*.log")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	h, err = harness.Start(ctx, harness.Options{OperatorLog: logFile})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer h.Stop()
+	op, err := h.StartOperator(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = op.Stop() }()
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "the operator's log is in %s\n", logFile.Name())
+	}
+	return code
+}
+
+// sampleMigration reads the sample users start from, pointed at the loopback chart repository.
+func sampleMigration(t *testing.T, namespace string) *v1alpha1.MastodonMigration {
+	t.Helper()
+	raw, err := os.ReadFile(harness.RepoPath("config", "samples", "migration_v1alpha1_mastodonmigration.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &v1alpha1.MastodonMigration{}
+	if err := yaml.UnmarshalStrict(raw, m); err != nil {
+		t.Fatalf("the sample does not match the API: %v", err)
+	}
+	m.Namespace = namespace
+	m.Spec.Release.Chart.Repository = h.ChartURL
+	return m
+}
+
+func kubectl(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(os.Getenv("MASTODON_OPERATOR_BIN_DIR"), "kubectl"),
+		append([]string{"--kubeconfig", h.Cluster.KubeconfigPath()}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func eventually(t *testing.T, f any) gomega.AsyncAssertion {
+	return gomega.NewWithT(t).Eventually(f).WithTimeout(90 * time.Second).WithPolling(200 * time.Millisecond)
+}
+
+func getMigration(ctx context.Context, m *v1alpha1.MastodonMigration) func() (*v1alpha1.MastodonMigration, error) {
+	return func() (*v1alpha1.MastodonMigration, error) {
+		got := &v1alpha1.MastodonMigration{}
+		err := h.Client.Get(ctx, client.ObjectKeyFromObject(m), got)
+		return got, err
+	}
+}
+
+func preflightState(m *v1alpha1.MastodonMigration) v1alpha1.StepState {
+	for _, s := range m.Status.Steps {
+		if s.Name == "Preflight" {
+			return s.State
+		}
+	}
+	return ""
+}
+
+func TestSampleMigrationPassesPreflightOnALiveStack(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-sample"
+	if _, err := h.DeployMastodon(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	m := sampleMigration(t, ns)
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.WithTransform(preflightState, gomega.Equal(v1alpha1.StepSucceeded)))
+	got, _ := getMigration(ctx, m)()
+	g := gomega.NewWithT(t)
+	g.Expect(got.Status.Phase).To(gomega.Equal(v1alpha1.PhasePreflight))
+	g.Expect(got.Status.Preflight).To(gomega.BeEmpty())
+	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "PreflightPassed")).To(gomega.BeTrue())
+	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Stalled")).To(gomega.BeFalse())
+	g.Expect(got.Status.ObservedGeneration).To(gomega.Equal(got.Generation))
+
+	// What a person sees.
+	out, err := kubectl(t, "", "get", "mastodonmigrations", "-n", ns)
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.MatchRegexp(`NAME\s+PHASE\s+STRATEGY\s+RELEASE\s+TRAFFIC\s+ERROR RATE\s+AGE`))
+	g.Expect(out).To(gomega.MatchRegexp(`to-helm\s+Preflight\s+BlueGreen\s+mastodon-helm\s+`))
+	out, err = kubectl(t, "", "describe", "mastodonmigration", "to-helm", "-n", ns)
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.MatchRegexp(`Name:\s+Preflight`))
+	g.Expect(out).To(gomega.MatchRegexp(`State:\s+Succeeded`))
+	g.Expect(out).To(gomega.ContainSubstring("every pre-migration check passed"))
+	eventually(t, func() string {
+		out, _ := kubectl(t, "", "describe", "mastodonmigration", "to-helm", "-n", ns)
+		return out
+	}).Should(gomega.MatchRegexp(`Normal\s+PreflightPassed`))
+}
+
+func TestPreflightFindsASourceDeploymentThatDoesNotRollOutAndChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-stuck"
+	if _, err := h.DeployMastodon(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	// Send the worker's new pods to a node pool that has no nodes: the rollout stalls.
+	worker := &appsv1.Deployment{}
+	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon-worker"}, worker); err != nil {
+		t.Fatal(err)
+	}
+	stuck := worker.DeepCopy()
+	stuck.Spec.Template.Spec.NodeSelector = map[string]string{harness.NodePoolLabel: "no-such-pool"}
+	if err := h.Client.Patch(ctx, stuck, client.MergeFrom(worker)); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotDeployments(t, ctx, ns)
+
+	m := sampleMigration(t, ns)
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) []v1alpha1.Finding {
+		return m.Status.Preflight
+	}, gomega.ConsistOf(gomega.And(
+		gomega.HaveField("Check", "SourceDeployments"),
+		gomega.HaveField("Object", "Deployment/mastodon-worker"),
+		gomega.HaveField("Message", gomega.HavePrefix("Deployment mastodon-worker is not available: ")),
+	))))
+	got, _ := getMigration(ctx, m)()
+	gomega.NewWithT(t).Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Stalled")).To(gomega.BeTrue())
+	gomega.NewWithT(t).Expect(snapshotDeployments(t, ctx, ns)).To(gomega.Equal(before), "preflight must change nothing")
+}
+
+func TestInvalidMigrationIsRefusedWithWhatToFix(t *testing.T) {
+	m := sampleMigration(t, "default")
+	m.Spec.RollbackLevel = 3
+	m.Spec.Rollback.Database.CloudSQL = &v1alpha1.CloudSQLInstance{Project: "my-project", Instance: "mastodon-db"}
+	m.APIVersion, m.Kind = v1alpha1.GroupVersion.String(), "MastodonMigration"
+	manifest, err := yaml.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := kubectl(t, string(manifest), "apply", "-f", "-")
+	g := gomega.NewWithT(t)
+	g.Expect(err).To(gomega.HaveOccurred(), "kubectl apply must fail")
+	g.Expect(out).To(gomega.ContainSubstring("set spec.confirmDataLoss: true to confirm"))
+}
+
+// snapshotDeployments records what a migration could change in a namespace's Deployments.
+func snapshotDeployments(t *testing.T, ctx context.Context, ns string) map[string]string {
+	t.Helper()
+	var list appsv1.DeploymentList
+	if err := h.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, d := range list.Items {
+		out[d.Name] = fmt.Sprintf("generation=%d replicas=%d selector=%v", d.Generation, *d.Spec.Replicas, metav1.FormatLabelSelector(d.Spec.Selector))
+	}
+	return out
+}

@@ -1,0 +1,229 @@
+// Package harness brings up what the end-to-end tests, the demo and the benchmarks run against:
+// the local cluster, the CRDs (the operator's and GKE's stubs), the test chart in a Helm
+// repository on loopback, a production-like Mastodon from the Kustomize fixture, and the operator.
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	apiruntime "k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/controllers"
+	"github.com/mastodon-operator/mastodon-operator/internal/chartrepo"
+	"github.com/mastodon-operator/mastodon-operator/internal/localcluster"
+	"github.com/mastodon-operator/mastodon-operator/test/fixture"
+)
+
+// NodePoolLabel is the GKE node-pool label the fixture's pods select; the harness's nodes carry it.
+const NodePoolLabel = "cloud.google.com/gke-nodepool"
+
+// NodePool is the pool the fixture runs in.
+const NodePool = "mastodon-pool"
+
+// Options configure a harness.
+type Options struct {
+	// BinDir holds the control plane binaries (default: $MASTODON_OPERATOR_BIN_DIR).
+	BinDir string
+	// Dir keeps the cluster's state and logs (default: a temporary directory, removed on Stop).
+	Dir string
+	// Nodes is how many fake nodes join the node pool (default 3).
+	Nodes int
+	// Logf reports progress (default: silent).
+	Logf func(format string, args ...any)
+	// OperatorLog receives the operator's log (default: discarded).
+	OperatorLog io.Writer
+}
+
+// Harness is a running local cluster with the operator's CRDs and a chart repository.
+type Harness struct {
+	Cluster *localcluster.Cluster
+	Client  client.Client
+	Scheme  *apiruntime.Scheme
+	// ChartURL is the loopback Helm repository serving the test chart (mastodon 1.0.2).
+	ChartURL string
+
+	repo        *chartrepo.Server
+	operatorLog io.Writer
+	tempDir     string
+}
+
+// Scheme knows the built-in kinds and the operator's.
+func Scheme() *apiruntime.Scheme {
+	s := apiruntime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}
+
+// RepoPath returns a path inside this repository.
+func RepoPath(elem ...string) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(append([]string{filepath.Dir(file), "..", ".."}, elem...)...)
+}
+
+// Start brings up the cluster, installs the CRDs and serves the test chart.
+func Start(ctx context.Context, opts Options) (_ *Harness, err error) {
+	h := &Harness{Scheme: Scheme(), operatorLog: opts.OperatorLog}
+	if h.operatorLog == nil {
+		h.operatorLog = io.Discard
+	}
+	defer func() {
+		if err != nil {
+			h.Stop()
+		}
+	}()
+	if opts.Dir == "" {
+		if h.tempDir, err = os.MkdirTemp("", "mastodon-operator-"); err != nil {
+			return nil, err
+		}
+		opts.Dir = h.tempDir
+	}
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	nodes := make([]localcluster.Node, opts.Nodes)
+	for i := range nodes {
+		nodes[i] = localcluster.Node{Name: fmt.Sprintf("gke-%s-%d", NodePool, i), Labels: map[string]string{NodePoolLabel: NodePool}}
+	}
+	h.Cluster, err = localcluster.Start(ctx, localcluster.Options{BinDir: opts.BinDir, Dir: opts.Dir, Nodes: nodes, Logf: opts.Logf})
+	if err != nil {
+		return nil, fmt.Errorf("starting the local cluster: %w", err)
+	}
+	cfg := h.Cluster.RESTConfig()
+	if h.Client, err = client.New(cfg, client.Options{Scheme: h.Scheme}); err != nil {
+		return nil, err
+	}
+	if _, err = envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{
+		Paths:              []string{RepoPath("config", "crd", "bases"), fixture.Testdata("crds")},
+		ErrorIfPathMissing: true,
+	}); err != nil {
+		return nil, fmt.Errorf("installing the CRDs: %w", err)
+	}
+	if h.repo, err = chartrepo.Serve(fixture.Testdata("charts", "mastodon")); err != nil {
+		return nil, fmt.Errorf("serving the test chart: %w", err)
+	}
+	h.ChartURL = h.repo.URL()
+	return h, nil
+}
+
+// Stop ends the operator's dependencies: the chart repository and the cluster.
+func (h *Harness) Stop() {
+	if h.repo != nil {
+		_ = h.repo.Close()
+	}
+	if h.Cluster != nil {
+		_ = h.Cluster.Stop()
+	}
+	if h.tempDir != "" {
+		_ = os.RemoveAll(h.tempDir)
+	}
+}
+
+// Operator is the operator running in this process, as `make run` runs it.
+type Operator struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// StartOperator runs the manager with both controllers until Stop, the way main wires it.
+func (h *Harness) StartOperator(ctx context.Context) (*Operator, error) {
+	logger := zap.New(zap.WriteTo(h.operatorLog), zap.UseDevMode(true))
+	mgr, err := ctrl.NewManager(h.Cluster.RESTConfig(), ctrl.Options{
+		Scheme:  h.Scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Logger:  logger,
+		// A restart is a new manager in the same process; its controllers reuse their names.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := controllers.Setup(mgr, controllers.Options{}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(logr.NewContext(ctx, logger))
+	op := &Operator{cancel: cancel, done: make(chan error, 1)}
+	go func() { op.done <- mgr.Start(ctx) }()
+	return op, nil
+}
+
+// Stop cancels the manager, as SIGTERM would, and waits for it to end.
+func (o *Operator) Stop() error {
+	o.cancel()
+	if err := <-o.done; err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// DeployMastodon creates a namespace and applies the production-like Kustomize fixture to it,
+// then waits until every Deployment has rolled out, as a live instance would be.
+func (h *Harness) DeployMastodon(ctx context.Context, namespace string) ([]*unstructured.Unstructured, error) {
+	if err := h.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		return nil, err
+	}
+	objs, err := fixture.Objects()
+	if err != nil {
+		return nil, err
+	}
+	if err := fixture.Apply(ctx, h.Client, namespace, objs); err != nil {
+		return nil, err
+	}
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		if err := h.WaitCurrent(ctx, o.GroupVersionKind().GroupVersion().String(), o.GetKind(), namespace, o.GetName(), 2*time.Minute); err != nil {
+			return nil, err
+		}
+	}
+	return objs, nil
+}
+
+// WaitCurrent waits until kstatus calls an object Current: its spec observed and, for workloads,
+// every replica updated and available.
+func (h *Harness) WaitCurrent(ctx context.Context, apiVersion, kind, namespace, name string, timeout time.Duration) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion(apiVersion)
+		u.SetKind(kind)
+		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u); err != nil {
+			last = err.Error()
+			return false, client.IgnoreNotFound(err)
+		}
+		res, err := status.Compute(u)
+		if err != nil {
+			return false, err
+		}
+		last = res.Message
+		return res.Status == status.CurrentStatus, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s %s/%s did not become current (%s): %w", kind, namespace, name, last, err)
+	}
+	return nil
+}
