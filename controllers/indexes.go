@@ -33,16 +33,23 @@ func indexSourceObjects(ctx context.Context, mgr ctrl.Manager) error {
 		if m.Spec.Source.Ingress != "" {
 			keys = append(keys, "Ingress/"+m.Spec.Source.Ingress)
 		}
-		return keys
+		return append(keys, releaseKey(m.Spec.Release.Name))
 	})
 }
 
-// migrationsNaming maps an object of the given kind to the migrations in its namespace that name it.
+// releaseKey is the index key of the objects of a Helm release, by the chart's instance label.
+func releaseKey(release string) string { return "Release/" + release }
+
+// migrationsNaming maps an object of the given kind to the migrations in its namespace that name
+// it as a source object, or whose release it belongs to.
 func (r *MastodonMigrationReconciler) migrationsNaming(kind string) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		key := kind + "/" + o.GetName()
+		if release := o.GetLabels()[labelChartInstance]; release != "" {
+			key = releaseKey(release)
+		}
 		var list v1alpha1.MastodonMigrationList
-		if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()),
-			client.MatchingFields{indexSourceObject: kind + "/" + o.GetName()}); err != nil {
+		if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexSourceObject: key}); err != nil {
 			log.FromContext(ctx).Error(err, "listing migrations that name an object", "kind", kind, "name", o.GetName())
 			return nil
 		}

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/database"
 	"github.com/mastodon-operator/mastodon-operator/internal/preflight"
 )
 
@@ -28,18 +30,15 @@ type MastodonMigrationReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
 	Charts   preflight.ChartSource
+	// RESTConfig is what the Helm SDK connects with.
+	RESTConfig *rest.Config
+	// CloudSQL connects to the Cloud SQL Admin API, when a migration asks for a database backup.
+	CloudSQL func(ctx context.Context) (*database.CloudSQL, error)
 }
 
 // +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonmigrations,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonmigrations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonrollbacks,verbs=get;list;watch
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch
-// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch
-// +kubebuilder:rbac:groups=cloud.google.com,resources=backendconfigs,verbs=get;list;watch
-// +kubebuilder:rbac:groups=networking.gke.io,resources=frontendconfigs;managedcertificates,verbs=get;list;watch
-// +kubebuilder:rbac:groups=monitoring.googleapis.com,resources=podmonitorings,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile loads the migration, runs its plan, and writes the status once, at the end.
@@ -84,6 +83,9 @@ func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.M
 	steps := r.plan(m)
 	for i, s := range steps {
 		rec := stepRecord(&m.Status.Steps, s.name)
+		if rec.State == v1alpha1.StepSkipped {
+			continue
+		}
 		if rec.State == v1alpha1.StepSucceeded && !(s.rerunOnSpecChange && rec.Generation != m.Generation && !started(m, steps[i+1:])) {
 			continue
 		}
@@ -107,7 +109,10 @@ func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.M
 		finish(rec, out.state, out.message, metav1.Now())
 		logger.V(1).Info("step ran", "step", s.name, "state", out.state, "message", out.message)
 		switch out.state {
-		case v1alpha1.StepSucceeded:
+		case v1alpha1.StepSucceeded, v1alpha1.StepSkipped:
+			if out.state == v1alpha1.StepSucceeded {
+				r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, s.name+"Succeeded", s.name, "%s", eventNote(out.message))
+			}
 			continue
 		case v1alpha1.StepFailed:
 			setProgress(&m.Status.Conditions, m.Generation, progressStalled, s.name+"Failed", out.message)
@@ -118,9 +123,13 @@ func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.M
 		}
 		return ctrl.Result{RequeueAfter: out.requeueAfter}, nil
 	}
-	// This version's plan ends after preflight: say so plainly rather than claim a migration.
-	setProgress(&m.Status.Conditions, m.Generation, progressIdle, ReasonAwaitingSteps,
-		"preflight passed; this version of the operator runs no migration step after preflight")
+	if m.Status.Phase != v1alpha1.PhaseCompleted {
+		m.Status.Phase = v1alpha1.PhaseCompleted
+		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, ReasonCompleted, "Migrate",
+			"release %s serves the traffic; the old stack is kept in snapshot %s", m.Spec.Release.Name, snapshotName(m))
+	}
+	setProgress(&m.Status.Conditions, m.Generation, progressReady, ReasonCompleted,
+		fmt.Sprintf("migrated to release %s", m.Spec.Release.Name))
 	m.Status.ObservedGeneration = m.Generation
 	return ctrl.Result{}, nil
 }

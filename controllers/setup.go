@@ -3,9 +3,13 @@ package controllers
 import (
 	"context"
 
+	"google.golang.org/api/option"
 	"helm.sh/helm/v3/pkg/chart"
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/mastodon-operator/mastodon-operator/internal/database"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
 )
 
@@ -13,6 +17,15 @@ import (
 type Options struct {
 	// ChartCacheDir is where downloaded charts are kept; empty keeps none.
 	ChartCacheDir string
+	// CloudSQL are the options of the Cloud SQL Admin API client (tests point it at a local server).
+	CloudSQL []option.ClientOption
+}
+
+// ClientOptions keep Secrets and ConfigMaps out of the manager's cache: the operator reads a few
+// of them in a few namespaces, and caching every Secret of a large cluster would cost memory and
+// widen what the process holds.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}}}}
 }
 
 // Setup registers both controllers with a manager. main, the envtest suite and the end-to-end
@@ -23,9 +36,13 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		charts = append(charts, helm.WithCacheDir(opts.ChartCacheDir))
 	}
 	if err := (&MastodonMigrationReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("mastodon-operator"),
-		Charts:   charts,
+		Client:     mgr.GetClient(),
+		Recorder:   mgr.GetEventRecorder("mastodon-operator"),
+		Charts:     charts,
+		RESTConfig: mgr.GetConfig(),
+		CloudSQL: func(ctx context.Context) (*database.CloudSQL, error) {
+			return database.NewCloudSQL(ctx, opts.CloudSQL...)
+		},
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

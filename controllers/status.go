@@ -25,7 +25,7 @@ const (
 	ReasonRetrying         = "Retrying"
 	ReasonPreflightPassed  = "PreflightPassed"
 	ReasonPreflightFailed  = "PreflightFailed"
-	ReasonAwaitingSteps    = "AwaitingMigrationSteps"
+	ReasonCompleted        = "Completed"
 	ReasonRolledBack       = "RolledBack"
 	ReasonMigrationMissing = "MigrationNotFound"
 	ReasonRollbackConflict = "RollbackConflict"
@@ -107,4 +107,14 @@ func eventNote(msg string) string {
 		cut--
 	}
 	return msg[:cut] + "…"
+}
+
+// stepStartedAt returns when a step first started, or nil.
+func stepStartedAt(m *v1alpha1.MastodonMigration, name string) *metav1.Time {
+	for _, s := range m.Status.Steps {
+		if s.Name == name {
+			return s.StartedAt
+		}
+	}
+	return nil
 }

@@ -35,6 +35,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.rollbackLevel) || self.rollbackLevel < 3 || (has(self.confirmDataLoss) && self.confirmDataLoss)",message="rollbackLevel 3 restores the database from the pre-migration backup and loses every write made since: set spec.confirmDataLoss: true to confirm"
 // +kubebuilder:validation:XValidation:rule="!has(self.rollbackLevel) || self.rollbackLevel < 3 || (has(self.rollback) && has(self.rollback.database) && has(self.rollback.database.cloudSQL))",message="rollbackLevel 3 restores the Cloud SQL backup: set spec.rollback.database.cloudSQL (project and instance)"
 // +kubebuilder:validation:XValidation:rule="!has(self.traffic) || !has(self.traffic.method) || self.traffic.method != 'Ingress' || has(self.source.ingress)",message="traffic.method Ingress moves the backends of an Ingress: set spec.source.ingress"
+// +kubebuilder:validation:XValidation:rule="!has(self.preflight) || !has(self.preflight.allowImageChange) || !self.preflight.allowImageChange || (has(self.rollback) && has(self.rollback.database) && has(self.rollback.database.cloudSQL))",message="preflight.allowImageChange lets the chart's hooks migrate the database: set spec.rollback.database.cloudSQL so it is backed up first"
 type MastodonMigrationSpec struct {
 	// Strategy is how the old stack gives way to the release: BlueGreen (release beside the old
 	// stack, then the traffic switch), InPlace (component by component) or Maintenance (a
@@ -50,6 +51,14 @@ type MastodonMigrationSpec struct {
 	// Release is the Helm release of the official chart that replaces the source stack.
 	// +required
 	Release ReleaseSpec `json:"release"`
+
+	// Preflight tunes the pre-migration checklist.
+	// +optional
+	Preflight PreflightSpec `json:"preflight,omitempty"`
+
+	// Cleanup says what becomes of the old stack once the migration completes.
+	// +optional
+	Cleanup CleanupSpec `json:"cleanup,omitempty"`
 
 	// Traffic is how traffic moves to the release.
 	// +kubebuilder:default={}
@@ -237,6 +246,31 @@ type ValuesReference struct {
 	// Optional lets the migration go on when the object or key is missing.
 	// +optional
 	Optional bool `json:"optional,omitempty"`
+}
+
+// PreflightSpec tunes the pre-migration checklist.
+type PreflightSpec struct {
+	// AcceptEnvChanges lists environment variables whose difference between the old and the new
+	// pods is intended; any other difference blocks the migration.
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:Pattern=`^[-._a-zA-Z][-._a-zA-Z0-9]*$`
+	// +listType=set
+	// +optional
+	AcceptEnvChanges []string `json:"acceptEnvChanges,omitempty"`
+
+	// AllowImageChange lets the release run another Mastodon image than the source. The chart's
+	// hook Jobs then migrate the shared database before any traffic moves, so a database backup
+	// (spec.rollback.database) is required.
+	// +optional
+	AllowImageChange bool `json:"allowImageChange,omitempty"`
+}
+
+// CleanupSpec says what becomes of the old stack.
+type CleanupSpec struct {
+	// DeleteSource deletes the old Deployments once the migration completes. By default they are
+	// kept, scaled to 0, so a rollback can bring them back quickly. The snapshot is kept either way.
+	// +optional
+	DeleteSource bool `json:"deleteSource,omitempty"`
 }
 
 // TrafficSpec is how traffic moves to the release.
@@ -577,6 +611,9 @@ type DatabaseBackupStatus struct {
 	// TakenAt is when the backup finished.
 	// +optional
 	TakenAt *metav1.Time `json:"takenAt,omitempty"`
+	// RestoreOperation is the Admin API operation of a level 3 restore.
+	// +optional
+	RestoreOperation string `json:"restoreOperation,omitempty"`
 }
 
 // ReleaseStatus is the Helm release as last seen.
@@ -592,6 +629,10 @@ type ReleaseStatus struct {
 	// Status is Helm's status of the release, such as deployed.
 	// +optional
 	Status string `json:"status,omitempty"`
+	// GeneratedValues is the ConfigMap holding the values derived from the source stack
+	// (spec.release.generateValues), for review before the install.
+	// +optional
+	GeneratedValues string `json:"generatedValues,omitempty"`
 }
 
 // TrafficTarget is which stack serves the traffic.
@@ -615,6 +656,30 @@ type TrafficStatus struct {
 	// SwitchedAt is when it last moved.
 	// +optional
 	SwitchedAt *metav1.Time `json:"switchedAt,omitempty"`
+	// Changes lists each field the switch changed, with its value before and after.
+	// +listType=atomic
+	// +optional
+	Changes []TrafficChange `json:"changes,omitempty"`
+}
+
+// TrafficChange is one field of one object that the traffic switch changed, recorded so that a
+// rollback can put it back.
+type TrafficChange struct {
+	// Kind of the changed object: Service or Ingress.
+	Kind string `json:"kind"`
+	// Name of the changed object.
+	Name string `json:"name"`
+	// Path is the changed field's JSON pointer, such as /spec/selector.
+	Path string `json:"path"`
+	// Component is the component whose traffic the field carries: web or streaming.
+	// +optional
+	Component string `json:"component,omitempty"`
+	// Before is the field's JSON before the switch; empty when it was absent.
+	// +optional
+	Before string `json:"before,omitempty"`
+	// After is the field's JSON after the switch; empty when it is removed.
+	// +optional
+	After string `json:"after,omitempty"`
 }
 
 // AnalysisStatus is the last measurement of the new stack.

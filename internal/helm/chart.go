@@ -225,7 +225,7 @@ func loadFromRegistry(ctx context.Context, ref ChartRef, o options) (*chart.Char
 	location := strings.TrimSuffix(strings.TrimPrefix(ref.Repository, registry.OCIScheme+"://"), "/") + "/" + ref.Name
 	tags, err := client.Tags(location)
 	if err != nil {
-		return nil, fmt.Errorf("chart %s not found in repository %s: list tags: %w", ref.Name, ref.Repository, err)
+		return nil, fmt.Errorf("%s: list tags of %s: %w", ref, location, err)
 	}
 	tag, err := registry.GetTagMatchingVersionOrConstraint(tags, ref.Version)
 	if err != nil {

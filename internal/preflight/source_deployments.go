@@ -6,12 +6,10 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/workload"
 )
 
 // sourceDeployments checks that every source Deployment exists and has finished rolling out:
@@ -30,7 +28,7 @@ func sourceDeployments(ctx context.Context, in Input) ([]v1alpha1.Finding, error
 		if err != nil {
 			return nil, err
 		}
-		current, message, err := rolledOut(&d)
+		current, message, err := workload.RolledOut(&d)
 		if err != nil {
 			return nil, err
 		}
@@ -59,18 +57,4 @@ func SourceDeployments(m *v1alpha1.MastodonMigration) []DeploymentRef {
 			Field: fmt.Sprintf("spec.source.sidekiq[%d].deployment", i)})
 	}
 	return refs
-}
-
-// rolledOut asks kstatus whether a Deployment is Current: its latest spec observed and every
-// replica updated and available.
-func rolledOut(d *appsv1.Deployment) (bool, string, error) {
-	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(d)
-	if err != nil {
-		return false, "", err
-	}
-	res, err := status.Compute(&unstructured.Unstructured{Object: raw})
-	if err != nil {
-		return false, "", err
-	}
-	return res.Status == status.CurrentStatus, res.Message, nil
 }

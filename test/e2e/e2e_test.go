@@ -17,12 +17,16 @@ import (
 
 	"github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
 	"github.com/mastodon-operator/mastodon-operator/test/harness"
 )
 
@@ -101,48 +105,105 @@ func getMigration(ctx context.Context, m *v1alpha1.MastodonMigration) func() (*v
 	}
 }
 
-func preflightState(m *v1alpha1.MastodonMigration) v1alpha1.StepState {
-	for _, s := range m.Status.Steps {
-		if s.Name == "Preflight" {
-			return s.State
+// liveObjects reads the fixture's objects as they are in the cluster now.
+func liveObjects(t *testing.T, ctx context.Context, ns string, objs []*unstructured.Unstructured) map[string]*unstructured.Unstructured {
+	t.Helper()
+	out := map[string]*unstructured.Unstructured{}
+	for _, o := range objs {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(o.GroupVersionKind())
+		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: o.GetName()}, u); err != nil {
+			t.Fatal(err)
 		}
+		out[o.GetKind()+"/"+o.GetName()] = u
 	}
-	return ""
+	return out
 }
 
-func TestSampleMigrationPassesPreflightOnALiveStack(t *testing.T) {
+func TestBlueGreenMigrationCompletes(t *testing.T) {
 	ctx := context.Background()
-	ns := "mastodon-sample"
-	if _, err := h.DeployMastodon(ctx, ns); err != nil {
+	ns := "mastodon-bluegreen"
+	objs, err := h.DeployMastodon(ctx, ns)
+	if err != nil {
 		t.Fatal(err)
 	}
+	before := liveObjects(t, ctx, ns, objs)
 	m := sampleMigration(t, ns)
+	m.Spec.Analysis.Window = &metav1.Duration{Duration: 5 * time.Second}
+	m.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
 	if err := h.Client.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.WithTransform(preflightState, gomega.Equal(v1alpha1.StepSucceeded)))
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
 	got, _ := getMigration(ctx, m)()
 	g := gomega.NewWithT(t)
-	g.Expect(got.Status.Phase).To(gomega.Equal(v1alpha1.PhasePreflight))
-	g.Expect(got.Status.Preflight).To(gomega.BeEmpty())
-	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "PreflightPassed")).To(gomega.BeTrue())
-	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Stalled")).To(gomega.BeFalse())
+	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Ready")).To(gomega.BeTrue())
 	g.Expect(got.Status.ObservedGeneration).To(gomega.Equal(got.Generation))
+	var steps []string
+	for _, s := range got.Status.Steps {
+		steps = append(steps, s.Name+"="+string(s.State))
+	}
+	g.Expect(steps).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
+		"DatabaseBackup=Skipped", "Install=Succeeded", "Verify=Succeeded", "ShiftTraffic=Succeeded", "Observe=Succeeded",
+		"Finish=Succeeded"}))
+	g.Expect(got.Status.Release).To(gomega.HaveField("Status", "deployed"))
+	g.Expect(got.Status.Traffic).To(gomega.HaveField("Target", v1alpha1.TrafficToRelease))
+
+	// Every Service that served the old web or streaming pods now selects the release's pods,
+	// exactly as the release's own Service of the same component does.
+	after := liveObjects(t, ctx, ns, objs)
+	releaseSelector := func(name string) map[string]any {
+		svc := &corev1.Service{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)).To(gomega.Succeed())
+		out := map[string]any{}
+		for k, v := range svc.Spec.Selector {
+			out[k] = v
+		}
+		return out
+	}
+	switched := map[string]string{"mastodon-web": "mastodon-helm-web", "mastodon-assets": "mastodon-helm-web",
+		"mastodon-emoji": "mastodon-helm-web", "mastodon-streaming": "mastodon-helm-streaming"}
+	for source, release := range switched {
+		g.Expect(after["Service/"+source].Object).To(gomega.HaveKeyWithValue("spec",
+			gomega.HaveKeyWithValue("selector", releaseSelector(release))), source)
+	}
+	// What is not Mastodon, and the Ingress with its static IP and certificate, is untouched.
+	for _, key := range []string{"Service/mastodon-media-proxy", "Deployment/mastodon-media-proxy", "Ingress/mastodon", "BackendConfig/mastodon-web-backend-config"} {
+		g.Expect(snapshot.Compare(after[key], before[key])).To(gomega.BeEmpty(), key)
+	}
+	// The old stack is kept at 0 replicas, and the HPAs drive the release.
+	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
+		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), name)
+	}
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{}
+	g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon-web"}, hpa)).To(gomega.Succeed())
+	g.Expect(hpa.Spec.ScaleTargetRef.Name).To(gomega.Equal("mastodon-helm-web"))
+	// Exactly one release revision in Helm's Secrets storage.
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.HaveLen(1))
+	// The snapshot holds every object as it was before the migration.
+	stored, err := snapshot.Load(ctx, h.Client, ns, got.Status.Snapshot.Name)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(len(stored)).To(gomega.BeNumerically("==", got.Status.Snapshot.Objects))
+	for _, u := range stored {
+		if b, ok := before[u.GetKind()+"/"+u.GetName()]; ok {
+			g.Expect(snapshot.Compare(b, u)).To(gomega.BeEmpty(), u.GetKind()+"/"+u.GetName())
+		}
+	}
 
 	// What a person sees.
 	out, err := kubectl(t, "", "get", "mastodonmigrations", "-n", ns)
 	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
 	g.Expect(out).To(gomega.MatchRegexp(`NAME\s+PHASE\s+STRATEGY\s+RELEASE\s+TRAFFIC\s+ERROR RATE\s+AGE`))
-	g.Expect(out).To(gomega.MatchRegexp(`to-helm\s+Preflight\s+BlueGreen\s+mastodon-helm\s+`))
+	g.Expect(out).To(gomega.MatchRegexp(`to-helm\s+Completed\s+BlueGreen\s+mastodon-helm\s+Release\s+`))
 	out, err = kubectl(t, "", "describe", "mastodonmigration", "to-helm", "-n", ns)
 	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
 	g.Expect(out).To(gomega.MatchRegexp(`Name:\s+Preflight`))
-	g.Expect(out).To(gomega.MatchRegexp(`State:\s+Succeeded`))
 	g.Expect(out).To(gomega.ContainSubstring("every pre-migration check passed"))
-	eventually(t, func() string {
-		out, _ := kubectl(t, "", "describe", "mastodonmigration", "to-helm", "-n", ns)
-		return out
-	}).Should(gomega.MatchRegexp(`Normal\s+PreflightPassed`))
+	g.Expect(out).To(gomega.MatchRegexp(`Normal\s+Completed`))
 }
 
 func TestPreflightFindsASourceDeploymentThatDoesNotRollOutAndChangesNothing(t *testing.T) {

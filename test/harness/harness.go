@@ -153,6 +153,7 @@ func (h *Harness) StartOperator(ctx context.Context) (*Operator, error) {
 	logger := zap.New(zap.WriteTo(h.operatorLog), zap.UseDevMode(true))
 	mgr, err := ctrl.NewManager(h.Cluster.RESTConfig(), ctrl.Options{
 		Scheme:  h.Scheme,
+		Client:  controllers.ClientOptions(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Logger:  logger,
 		// A restart is a new manager in the same process; its controllers reuse their names.

@@ -1,0 +1,103 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+)
+
+// finish hands the old stack's duties to the release: HPAs among the extra resources are
+// re-pointed at the release's Deployments first (an HPA would otherwise scale the old stack back
+// up), then the old Deployments are scaled to 0 and kept, or deleted when the spec asks. The
+// snapshot keeps their pre-migration state either way.
+func (r *MastodonMigrationReconciler) finish(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	src, err := r.sourceStack(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	release, err := r.releaseDeployments(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	targets := releaseTargets(src, release)
+	var repointed []string
+	for _, x := range m.Spec.Source.ExtraResources {
+		if x.Kind != "HorizontalPodAutoscaler" {
+			continue
+		}
+		hpa := &autoscalingv2.HorizontalPodAutoscaler{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: x.Name}, hpa); err != nil {
+			return outcome{}, fmt.Errorf("reading HorizontalPodAutoscaler %s: %w", x.Name, err)
+		}
+		to, ok := targets[hpa.Spec.ScaleTargetRef.Name]
+		if !ok || hpa.Spec.ScaleTargetRef.Kind != "Deployment" {
+			continue
+		}
+		before := hpa.DeepCopy()
+		hpa.Spec.ScaleTargetRef.Name = to
+		if err := r.Patch(ctx, hpa, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
+			return outcome{}, fmt.Errorf("re-pointing HorizontalPodAutoscaler %s: %w", x.Name, err)
+		}
+		repointed = append(repointed, fmt.Sprintf("%s -> Deployment/%s", x.Name, to))
+	}
+	for _, d := range src.all() {
+		if m.Spec.Cleanup.DeleteSource {
+			if err := r.Delete(ctx, d); err != nil && !apierrors.IsNotFound(err) {
+				return outcome{}, fmt.Errorf("deleting source Deployment %s: %w", d.Name, err)
+			}
+			continue
+		}
+		if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
+			continue
+		}
+		before := d.DeepCopy()
+		d.Spec.Replicas = ptr.To[int32](0)
+		if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
+			return outcome{}, fmt.Errorf("scaling source Deployment %s to 0: %w", d.Name, err)
+		}
+	}
+	fate := "scaled to 0 and kept"
+	if m.Spec.Cleanup.DeleteSource {
+		fate = "deleted (their manifests stay in snapshot " + snapshotName(m) + ")"
+	}
+	msg := fmt.Sprintf("old Deployments %s", fate)
+	if len(repointed) > 0 {
+		msg += "; HPAs re-pointed: " + strings.Join(repointed, ", ")
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: msg}, nil
+}
+
+// releaseTargets maps each source Deployment to the release Deployment that takes over its
+// work: web to web, streaming to streaming, and Sidekiq workers to the release's worker of the
+// same name, or to its only worker.
+func releaseTargets(src sourceStack, release map[string]*appsv1.Deployment) map[string]string {
+	out := map[string]string{}
+	if d := release["web"]; d != nil {
+		out[src.web.Name] = d.Name
+	}
+	if d := release["streaming"]; d != nil {
+		out[src.streaming.Name] = d.Name
+	}
+	var workers []*appsv1.Deployment
+	for component, d := range release {
+		if strings.HasPrefix(component, "sidekiq-") {
+			workers = append(workers, d)
+		}
+	}
+	for _, s := range src.sidekiq {
+		for _, w := range workers {
+			if strings.HasSuffix(w.Name, "-"+s.Name) || len(workers) == 1 {
+				out[s.Name] = w.Name
+			}
+		}
+	}
+	return out
+}

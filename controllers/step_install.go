@@ -1,0 +1,62 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"helm.sh/helm/v3/pkg/release"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+)
+
+// releaseStatus returns status.release, creating it with the release's name.
+func releaseStatus(m *v1alpha1.MastodonMigration) *v1alpha1.ReleaseStatus {
+	if m.Status.Release == nil {
+		m.Status.Release = &v1alpha1.ReleaseStatus{Name: m.Spec.Release.Name}
+	}
+	return m.Status.Release
+}
+
+func releaseTimeout(m *v1alpha1.MastodonMigration) time.Duration {
+	if t := m.Spec.Release.Timeout; t != nil {
+		return t.Duration
+	}
+	return 10 * time.Minute
+}
+
+// install installs the release beside the old stack through the Helm SDK, waiting for its
+// resources and hook Jobs. helm.Install returns a deployed release of the same chart unchanged
+// and recovers one left pending by an interrupted operator, so running it twice installs once.
+func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	ref := m.Spec.Release.Chart
+	chrt, err := r.Charts.LoadChart(ctx, helm.ChartRef{Repository: ref.Repository, Name: ref.Name, Version: ref.Version})
+	if err != nil {
+		return outcome{}, err
+	}
+	vals, err := r.releaseValues(ctx, m)
+	if err != nil {
+		return outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
+	}
+	cfg, err := r.helmConfig(ctx, m.Namespace)
+	if err != nil {
+		return outcome{}, err
+	}
+	rel, err := helm.Install(ctx, cfg, chrt, m.Spec.Release.Name, m.Namespace, vals, releaseTimeout(m))
+	if rel != nil {
+		st := releaseStatus(m)
+		st.Revision, st.ChartVersion, st.Status = int32(rel.Version), rel.Chart.Metadata.Version, rel.Info.Status.String()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return outcome{}, err // the operator is stopping: the next one recovers the release
+		}
+		return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("installing release %s: %v", m.Spec.Release.Name, err)}, nil
+	}
+	if rel.Info.Status != release.StatusDeployed {
+		return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("release %s is %s", rel.Name, rel.Info.Status)}, nil
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("release %s revision %d of chart %s %s deployed beside the old stack",
+		rel.Name, rel.Version, rel.Chart.Metadata.Name, rel.Chart.Metadata.Version)}, nil
+}

@@ -1,0 +1,64 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+)
+
+// Verdicts of the analysis.
+const (
+	VerdictPass      = "Pass"
+	VerdictUnhealthy = "Unhealthy"
+)
+
+func analysisWindow(m *v1alpha1.MastodonMigration) time.Duration {
+	if w := m.Spec.Analysis.Window; w != nil {
+		return w.Duration
+	}
+	return 30 * time.Minute
+}
+
+func analysisInterval(m *v1alpha1.MastodonMigration) time.Duration {
+	if i := m.Spec.Analysis.Interval; i != nil {
+		return i.Duration
+	}
+	return 30 * time.Second
+}
+
+// observe watches the release for analysis.window after it took the traffic: every Deployment
+// of the release must stay rolled out and ready. It looks again at each interval, and at once
+// when a Deployment changes.
+func (r *MastodonMigrationReconciler) observe(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	if m.Status.Traffic == nil || m.Status.Traffic.SwitchedAt == nil {
+		return outcome{}, fmt.Errorf("no traffic switch recorded in status.traffic")
+	}
+	deployments, err := r.releaseDeployments(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	now := metav1.Now()
+	waiting := notRolledOut(deployments)
+	verdict := VerdictPass
+	if len(waiting) > 0 {
+		verdict = VerdictUnhealthy
+	}
+	m.Status.Analysis = &v1alpha1.AnalysisStatus{Verdict: verdict, LastMeasuredAt: &now}
+	if verdict == VerdictUnhealthy {
+		return outcome{state: v1alpha1.StepFailed, message: "the new stack stopped being ready: " + strings.Join(waiting, "; ") +
+			": set spec.rollbackLevel to 1 to move the traffic back"}, nil
+	}
+	window := analysisWindow(m)
+	elapsed := now.Sub(m.Status.Traffic.SwitchedAt.Time)
+	if elapsed >= window {
+		return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf(
+			"watched for %s after the switch: every Deployment of the release stayed ready", window)}, nil
+	}
+	return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("watching the new stack: %s of %s",
+		elapsed.Round(time.Second), window), requeueAfter: min(analysisInterval(m), window-elapsed)}, nil
+}

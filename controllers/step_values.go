@@ -1,0 +1,140 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/values"
+)
+
+// generatedValuesKey is the key of the generated values in their ConfigMap.
+const generatedValuesKey = "values.yaml"
+
+func generatedValuesName(m *v1alpha1.MastodonMigration) string { return m.Name + "-generated-values" }
+
+// generateValues derives chart values from the source stack (the runbook's configuration
+// mapping) and writes them to a ConfigMap, where a person can read them before the install. The
+// install reads them back from there, so what was reviewed is what is installed.
+func (r *MastodonMigrationReconciler) generateValues(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	if !m.Spec.Release.GenerateValues {
+		return outcome{state: v1alpha1.StepSkipped, message: "spec.release.generateValues is false"}, nil
+	}
+	name := generatedValuesName(m)
+	existing := &corev1.ConfigMap{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: name}, existing)
+	if err == nil {
+		releaseStatus(m).GeneratedValues = name
+		return outcome{state: v1alpha1.StepSucceeded, message: "generated values kept in ConfigMap " + name}, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return outcome{}, err
+	}
+	src, err := r.sourceStack(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	in := values.Source{Web: src.web, Streaming: src.streaming, Sidekiq: src.sidekiq,
+		ConfigMaps: map[string]*corev1.ConfigMap{}, Secrets: map[string]*corev1.Secret{}}
+	configMaps, secrets := referencedConfig(src)
+	for _, n := range configMaps {
+		cm := &corev1.ConfigMap{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: n}, cm); err != nil {
+			return outcome{}, fmt.Errorf("reading ConfigMap %s: %w", n, err)
+		}
+		in.ConfigMaps[n] = cm
+	}
+	for _, n := range secrets {
+		s := &corev1.Secret{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: n}, s); err != nil {
+			return outcome{}, fmt.Errorf("reading Secret %s: %w", n, err)
+		}
+		in.Secrets[n] = s
+	}
+	generated, err := values.Generate(in)
+	if err != nil {
+		return outcome{state: v1alpha1.StepFailed, message: "generating values from the source stack: " + err.Error()}, nil
+	}
+	doc, err := yaml.Marshal(generated)
+	if err != nil {
+		return outcome{}, err
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: name, Labels: map[string]string{LabelMigration: m.Name}},
+		Data:       map[string]string{generatedValuesKey: string(doc)},
+	}
+	if err := r.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
+		return outcome{}, err
+	}
+	releaseStatus(m).GeneratedValues = name
+	return outcome{state: v1alpha1.StepSucceeded, message: "values generated from the source stack into ConfigMap " + name}, nil
+}
+
+// releaseValues merges, in order: the generated values, spec.release.values, then each
+// spec.release.valuesFrom document.
+func (r *MastodonMigrationReconciler) releaseValues(ctx context.Context, m *v1alpha1.MastodonMigration) (map[string]any, error) {
+	var layers []map[string]any
+	if m.Spec.Release.GenerateValues {
+		doc, err := r.valuesDocument(ctx, m.Namespace, "ConfigMap", generatedValuesName(m), generatedValuesKey, false)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, doc)
+	}
+	if v := m.Spec.Release.Values; v != nil && len(v.Raw) > 0 {
+		doc := map[string]any{}
+		if err := json.Unmarshal(v.Raw, &doc); err != nil {
+			return nil, fmt.Errorf("spec.release.values: %w", err)
+		}
+		layers = append(layers, doc)
+	}
+	for _, ref := range m.Spec.Release.ValuesFrom {
+		doc, err := r.valuesDocument(ctx, m.Namespace, ref.Kind, ref.Name, ref.Key, ref.Optional)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, doc)
+	}
+	return values.Merge(layers...), nil
+}
+
+// valuesDocument reads one YAML values document from a ConfigMap or Secret key.
+func (r *MastodonMigrationReconciler) valuesDocument(ctx context.Context, ns, kind, name, key string, optional bool) (map[string]any, error) {
+	var raw []byte
+	var found bool
+	switch kind {
+	case "Secret":
+		s := &corev1.Secret{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s); err != nil && !(optional && apierrors.IsNotFound(err)) {
+			return nil, fmt.Errorf("reading values from Secret %s: %w", name, err)
+		}
+		raw, found = s.Data[key]
+	default:
+		cm := &corev1.ConfigMap{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cm); err != nil && !(optional && apierrors.IsNotFound(err)) {
+			return nil, fmt.Errorf("reading values from ConfigMap %s: %w", name, err)
+		}
+		var s string
+		s, found = cm.Data[key]
+		raw = []byte(s)
+	}
+	if !found {
+		if optional {
+			return map[string]any{}, nil
+		}
+		return nil, fmt.Errorf("%s %s has no key %s", kind, name, key)
+	}
+	doc := map[string]any{}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		// The error of a values document never quotes it: it may hold secrets.
+		return nil, fmt.Errorf("%s %s key %s is not a YAML values document", kind, name, key)
+	}
+	return doc, nil
+}

@@ -1,0 +1,4 @@
+package snapshot
+
+// Redact is redact, for the tests.
+var Redact = redact
