@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -76,6 +77,9 @@ func (r *MastodonMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	return r.runPlan(ctx, m)
 }
 
+// recordFirst is the requeue after a step's start is recorded: at once, with the status written.
+const recordFirst = time.Millisecond
+
 // runPlan walks the plan, skipping steps already done, and stops at the first step that waits,
 // fails or errs. Each step records its own outcome, so a restart resumes where this one stopped.
 func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.MastodonMigration) (ctrl.Result, error) {
@@ -95,9 +99,16 @@ func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.M
 			m.Status.ObservedGeneration = m.Generation
 			return ctrl.Result{}, nil
 		}
-		now := metav1.Now()
+		if rec.State != v1alpha1.StepRunning && rec.State != v1alpha1.StepFailed || rec.Generation != m.Generation {
+			// Record the start before acting, so that status shows which step runs (an install
+			// takes minutes) and what came before it survives a crash during it.
+			m.Status.Phase = s.phase
+			start(rec, m.Generation, metav1.Now())
+			rec.Message = ""
+			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonProgressing, "step "+s.name+" started")
+			return ctrl.Result{RequeueAfter: recordFirst}, nil
+		}
 		m.Status.Phase = s.phase
-		start(rec, m.Generation, now)
 		out, err := s.run(ctx, m)
 		if err != nil {
 			// The world did not answer: keep the step running and let the workqueue back off.

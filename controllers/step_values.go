@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,8 +16,12 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/internal/values"
 )
 
-// generatedValuesKey is the key of the generated values in their ConfigMap.
-const generatedValuesKey = "values.yaml"
+// Keys of the generated values' ConfigMap: the values, and the notes a person should read
+// before the install (what the chart will not carry over, or takes from its defaults).
+const (
+	generatedValuesKey = "values.yaml"
+	generatedNotesKey  = "notes.txt"
+)
 
 func generatedValuesName(m *v1alpha1.MastodonMigration) string { return m.Name + "-generated-values" }
 
@@ -32,7 +37,7 @@ func (r *MastodonMigrationReconciler) generateValues(ctx context.Context, m *v1a
 	err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: name}, existing)
 	if err == nil {
 		releaseStatus(m).GeneratedValues = name
-		return outcome{state: v1alpha1.StepSucceeded, message: "generated values kept in ConfigMap " + name}, nil
+		return outcome{state: v1alpha1.StepSucceeded, message: valuesMessage(name, existing.Data[generatedNotesKey])}, nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return outcome{}, err
@@ -58,7 +63,7 @@ func (r *MastodonMigrationReconciler) generateValues(ctx context.Context, m *v1a
 		}
 		in.Secrets[n] = s
 	}
-	generated, err := values.Generate(in)
+	generated, notes, err := values.GenerateWithNotes(in)
 	if err != nil {
 		return outcome{state: v1alpha1.StepFailed, message: "generating values from the source stack: " + err.Error()}, nil
 	}
@@ -70,11 +75,27 @@ func (r *MastodonMigrationReconciler) generateValues(ctx context.Context, m *v1a
 		ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: name, Labels: map[string]string{LabelMigration: m.Name}},
 		Data:       map[string]string{generatedValuesKey: string(doc)},
 	}
+	if len(notes) > 0 {
+		lines := make([]string, len(notes))
+		for i, n := range notes {
+			lines[i] = n.String()
+		}
+		cm.Data[generatedNotesKey] = strings.Join(lines, "\n") + "\n"
+	}
 	if err := r.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
 		return outcome{}, err
 	}
 	releaseStatus(m).GeneratedValues = name
-	return outcome{state: v1alpha1.StepSucceeded, message: "values generated from the source stack into ConfigMap " + name}, nil
+	return outcome{state: v1alpha1.StepSucceeded, message: valuesMessage(name, cm.Data[generatedNotesKey])}, nil
+}
+
+// valuesMessage says where the generated values are and repeats their notes.
+func valuesMessage(configMap, notes string) string {
+	msg := "values generated from the source stack into ConfigMap " + configMap
+	if notes = strings.TrimSpace(notes); notes != "" {
+		msg += "; read before the install: " + strings.ReplaceAll(notes, "\n", "; ")
+	}
+	return msg
 }
 
 // releaseValues merges, in order: the generated values, spec.release.values, then each

@@ -85,6 +85,9 @@ func TestAdmissionRefusesInvalidMigrations(t *testing.T) {
 		{"release name too long for Helm", func(m *v1alpha1.MastodonMigration) {
 			m.Spec.Release.Name = "a-release-name-that-is-far-too-long-for-helm-to-accept-it"
 		}, "spec.release.name: Too long"},
+		{"name too long for the snapshot labels", func(m *v1alpha1.MastodonMigration) {
+			m.Name = "migration-of-the-mastodon-instance-of-example-social"
+		}, "a MastodonMigration's name can be at most 45 characters"},
 		{"max automatic level 3", func(m *v1alpha1.MastodonMigration) { m.Spec.Rollback.MaxAutomaticLevel = 3 },
 			"spec.rollback.maxAutomaticLevel: Invalid value: 3"},
 	}
@@ -92,6 +95,9 @@ func TestAdmissionRefusesInvalidMigrations(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := migration(ns, "invalid")
 			tc.mutate(m)
+			if m.Name == "" {
+				m.Name = "invalid"
+			}
 			err := k8sClient.Create(ctx, m)
 			if !apierrors.IsInvalid(err) {
 				t.Fatalf("want the API server to refuse the migration as invalid, got %v", err)

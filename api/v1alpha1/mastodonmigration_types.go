@@ -720,6 +720,7 @@ type RollbackStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=mmig;mastomig,categories=mastodon
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 45",message="a MastodonMigration's name can be at most 45 characters: its snapshots and generated values are named and labelled after it"
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.spec.strategy`
 // +kubebuilder:printcolumn:name="Release",type=string,JSONPath=`.spec.release.name`

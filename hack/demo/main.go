@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -90,11 +91,13 @@ func run(ctx context.Context, dir string) error {
 	defer func() { _ = op.Stop() }()
 	say("running (log: %s)", operatorLog.Name())
 
-	heading("4. A MastodonMigration (config/samples), BlueGreen")
+	heading("4. A MastodonMigration (config/samples), BlueGreen, watched for 20s after the switch")
 	m, err := sample(h)
 	if err != nil {
 		return err
 	}
+	m.Spec.Analysis.Window = &metav1.Duration{Duration: 20 * time.Second}
+	m.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
 	if err := h.Client.Create(ctx, m); err != nil {
 		return err
 	}
@@ -103,6 +106,9 @@ func run(ctx context.Context, dir string) error {
 		return err
 	}
 	if err := kubectl(h, "", "get", "mastodonmigrations", "-n", namespace); err != nil {
+		return err
+	}
+	if err := kubectl(h, "", "get", "deployments,services,hpa", "-n", namespace, "-o", "wide"); err != nil {
 		return err
 	}
 	if err := kubectl(h, "", "describe", "mastodonmigration", m.Name, "-n", namespace); err != nil {
@@ -143,7 +149,7 @@ func run(ctx context.Context, dir string) error {
 	}
 
 	heading("Done")
-	say("MastodonMigration %s passed preflight on a live, production-like stack", m.Name)
+	say("MastodonMigration %s moved a live, production-like Mastodon to Helm release %s", m.Name, m.Spec.Release.Name)
 	say("to explore a cluster yourself: make cluster-up, then export KUBECONFIG=$PWD/bin/local-cluster/kubeconfig")
 	return nil
 }
@@ -177,13 +183,13 @@ func follow(ctx context.Context, h *harness.Harness, m *v1alpha1.MastodonMigrati
 	}
 	defer w.Stop()
 	seen := map[string]string{}
-	timeout := time.After(2 * time.Minute)
+	timeout := time.After(5 * time.Minute)
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-timeout:
-			return fmt.Errorf("MastodonMigration %s did not settle within 2 minutes", m.Name)
+			return fmt.Errorf("MastodonMigration %s did not settle within 5 minutes", m.Name)
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return fmt.Errorf("the watch of MastodonMigration %s ended", m.Name)
@@ -208,7 +214,7 @@ func follow(ctx context.Context, h *harness.Harness, m *v1alpha1.MastodonMigrati
 				}
 				say("step %-10s %s%s: %s", s.Name, s.State, took, s.Message)
 			}
-			if got.Status.ObservedGeneration == got.Generation {
+			if settled(got) {
 				if c := meta.FindStatusCondition(got.Status.Conditions, "Ready"); c != nil {
 					say("Ready=%s (%s): %s", c.Status, c.Reason, c.Message)
 				}
@@ -216,6 +222,15 @@ func follow(ctx context.Context, h *harness.Harness, m *v1alpha1.MastodonMigrati
 			}
 		}
 	}
+}
+
+// settled reports whether the operator has fully handled the migration's spec and stopped: it
+// completed, or waits on a person.
+func settled(m *v1alpha1.MastodonMigration) bool {
+	if m.Status.ObservedGeneration != m.Generation {
+		return false
+	}
+	return meta.IsStatusConditionTrue(m.Status.Conditions, "Ready") || meta.IsStatusConditionTrue(m.Status.Conditions, "Stalled")
 }
 
 // kubectl runs the cluster's own kubectl and prints what it says, indented.

@@ -139,8 +139,9 @@ type restorer struct {
 
 func (r restorer) restore(ctx context.Context, stored *unstructured.Unstructured) Outcome {
 	ref := RefOf(stored)
+	var fields []string
 	fail := func(format string, args ...any) Outcome {
-		return Outcome{Ref: ref, Action: Failed, Message: fmt.Sprintf(format, args...)}
+		return Outcome{Ref: ref, Action: Failed, Fields: fields, Message: fmt.Sprintf(format, args...)}
 	}
 	live, err := r.get(ctx, stored)
 	if apierrors.IsNotFound(err) {
@@ -158,7 +159,7 @@ func (r restorer) restore(ctx context.Context, stored *unstructured.Unstructured
 	}
 
 	target, note := targetFor(stored, live)
-	fields := Compare(live, target)
+	fields = Compare(live, target)
 	if len(fields) == 0 {
 		return Outcome{Ref: ref, Action: Unchanged, Message: note}
 	}

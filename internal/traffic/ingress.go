@@ -30,7 +30,8 @@ var LoadBalancerAnnotations = []string{AnnotationNEG, AnnotationBackendConfig}
 // (targetServices as they are now), unless the target has OwnAnnotations, so that the load
 // balancer finds the new backends configured as the old ones were.
 //
-// Problems: a component without a target, a target Service that does not exist or lacks the
+// Problems: a backend whose Service picks both components' pods, a component without a
+// target, a target Service that does not exist or lacks the
 // port, a target Service whose own ports do not resolve on its pods, and two source Services of
 // one target Service that disagree on an annotation.
 func PlanIngress(ing *networkingv1.Ingress, services []corev1.Service, source map[Component]*appsv1.Deployment,
@@ -66,9 +67,12 @@ func PlanIngress(ing *networkingv1.Ingress, services []corev1.Service, source ma
 			return
 		}
 		comps := componentsOf(src.Spec.Selector, source)
-		if len(comps) != 1 {
-			// Not a source component's Service (a Service that picks both is reported by
-			// PlanSelectors' preflight, and left alone here).
+		switch {
+		case len(comps) == 0:
+			return // not a source component's Service
+		case len(comps) > 1:
+			problems = append(problems, problem(obj, "backend %s points at Service %s, whose selector %s picks the pods of %s at once, so it is unclear where to move it",
+				path, src.Name, labelString(src.Spec.Selector), joinComponents(comps)))
 			return
 		}
 		c := comps[0]

@@ -83,6 +83,15 @@ func TestPlanIngressProblems(t *testing.T) {
 			},
 			want: "Service/mastodon-helm-web: has no port 8080 for the Ingress backends of web",
 		},
+		"a backend Service picking both components": {
+			edit: func(old *oldStack, _ *newStack, _ map[Component]Target) {
+				for _, d := range old.deployments {
+					d.Spec.Template.Labels["tier"] = "frontend"
+				}
+				old.service("mastodon-emoji").Spec.Selector = map[string]string{"tier": "frontend"}
+			},
+			want: "Ingress/mastodon: backend /spec/rules/0/http/paths/2/backend points at Service mastodon-emoji, whose selector tier=frontend picks the pods of streaming and web at once",
+		},
 		"no target for streaming": {
 			edit: func(_ *oldStack, _ *newStack, to map[Component]Target) { delete(to, Streaming) },
 			want: "Ingress/mastodon: backend /spec/rules/0/http/paths/0/backend points at Service mastodon-streaming, which serves streaming, but there is no streaming target",

@@ -43,6 +43,13 @@ func TestReleaseTargetsOfTheChart(t *testing.T) {
 	if !maps.Equal(streaming.Selector, wantStreaming) || streaming.Service != releaseStream || streaming.Port != releaseStrmPort {
 		t.Errorf("streaming target = %+v", streaming)
 	}
+	// A source Service already switched to the release's pods is not the release's Service.
+	rel := renderRelease(t)
+	switched := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "mastodon-web"},
+		Spec: corev1.ServiceSpec{Selector: wantWeb, Ports: []corev1.ServicePort{{Port: 3000}}}}
+	if again, _ := ReleaseTargets(rel.deployments, append([]corev1.Service{switched}, rel.services...)); again[Web].Service != releaseWeb {
+		t.Errorf("with a switched source Service, the web target is %s", again[Web].Service)
+	}
 	if _, problems := ReleaseTargets(map[string]*appsv1.Deployment{}, nil); len(problems) != 2 {
 		t.Errorf("no release Deployments: problems %v, want one per component", problems)
 	}

@@ -90,6 +90,8 @@ func Start(ctx context.Context, opts Options) (_ *Harness, err error) {
 	if h.operatorLog == nil {
 		h.operatorLog = io.Discard
 	}
+	// The clients of this process log through controller-runtime too: into the operator's log.
+	ctrl.SetLogger(zap.New(zap.WriteTo(h.operatorLog), zap.UseDevMode(true)))
 	defer func() {
 		if err != nil {
 			h.Stop()
