@@ -30,7 +30,11 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/test/harness"
 )
 
-var h *harness.Harness
+var (
+	h *harness.Harness
+	// operator is the operator every test shares; a test may stop it and start another.
+	operator *harness.Operator
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -53,12 +57,12 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer h.Stop()
-	op, err := h.StartOperator(ctx)
+	operator, err = h.StartOperator(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { _ = op.Stop() }()
+	defer func() { _ = operator.Stop() }()
 	code := m.Run()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "the operator's log is in %s\n", logFile.Name())
@@ -204,6 +208,77 @@ func TestBlueGreenMigrationCompletes(t *testing.T) {
 	g.Expect(out).To(gomega.MatchRegexp(`Name:\s+Preflight`))
 	g.Expect(out).To(gomega.ContainSubstring("every pre-migration check passed"))
 	g.Expect(out).To(gomega.MatchRegexp(`Normal\s+Completed`))
+}
+
+// TestBlueGreenSurvivesARestartInEveryStep stops the operator, as SIGTERM would, as soon as each
+// step is seen running (an install is cut off half-way), and starts a new one: the migration
+// still completes, with exactly one Helm release.
+func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-restarts"
+	if _, err := h.DeployMastodon(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	m := sampleMigration(t, ns)
+	m.Spec.Analysis.Window = &metav1.Duration{Duration: 5 * time.Second}
+	m.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	// A watch delivers every status write, so each step is seen as it starts, even one that
+	// ends a millisecond later.
+	wc, err := client.NewWithWatch(h.Cluster.RESTConfig(), client.Options{Scheme: h.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(ctx, &v1alpha1.MastodonMigrationList{}, client.InNamespace(ns), client.MatchingFields{"metadata.name": m.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	restartedIn := map[string]bool{}
+	timeout := time.After(3 * time.Minute)
+	for completed := false; !completed; {
+		select {
+		case <-timeout:
+			t.Fatalf("not completed within 3 minutes; restarted in %v", restartedIn)
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatal("the watch ended")
+			}
+			got, isMigration := ev.Object.(*v1alpha1.MastodonMigration)
+			if !isMigration {
+				continue
+			}
+			completed = got.Status.Phase == v1alpha1.PhaseCompleted
+			for _, s := range got.Status.Steps {
+				if s.State == v1alpha1.StepRunning && !restartedIn[s.Name] {
+					restartedIn[s.Name] = true
+					if err := operator.Stop(); err != nil {
+						t.Fatal(err)
+					}
+					if operator, err = h.StartOperator(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+	}
+	g := gomega.NewWithT(t)
+	for _, step := range []string{"Preflight", "Snapshot", "Install", "Verify", "ShiftTraffic", "Observe", "Finish"} {
+		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
+	}
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
+	g.Expect(releases.Items[0].Labels).To(gomega.HaveKeyWithValue("status", "deployed"))
+	var snapshots corev1.SecretList
+	g.Expect(h.Client.List(ctx, &snapshots, client.InNamespace(ns), client.HasLabels{"migration.mastodon-operator.io/migration"})).To(gomega.Succeed())
+	names := map[string]bool{}
+	for _, s := range snapshots.Items {
+		names[s.Labels[snapshot.LabelSnapshot]] = true
+	}
+	g.Expect(names).To(gomega.HaveLen(1), "exactly one snapshot")
 }
 
 func TestPreflightFindsASourceDeploymentThatDoesNotRollOutAndChangesNothing(t *testing.T) {
