@@ -60,3 +60,9 @@ func (r *MastodonMigrationReconciler) migrationsNaming(kind string) handler.MapF
 		return reqs
 	}
 }
+
+// migrationOf maps a MastodonRollback to the migration it names.
+func migrationOf(_ context.Context, o client.Object) []reconcile.Request {
+	rb := o.(*v1alpha1.MastodonRollback)
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: rb.Namespace, Name: rb.Spec.MigrationRef.Name}}}
+}

@@ -60,19 +60,14 @@ func (r *MastodonMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		// The optimistic lock keeps this patch from overwriting a rollback recorded meanwhile.
 		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
 		if err := r.Status().Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
-			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+			result, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
 		}
 	}()
 	if m.Status.Phase == "" {
 		m.Status.Phase = v1alpha1.PhasePending
 	}
-	if m.Spec.RollbackLevel > 0 {
-		return r.rollBack(ctx, m)
-	}
-	if m.Status.Rollback != nil {
-		// A MastodonRollback ended this migration; only a higher spec.rollbackLevel acts now.
-		m.Status.ObservedGeneration = m.Generation
-		return ctrl.Result{}, nil
+	if level, trigger, reason := requestedRollback(m); level > 0 {
+		return r.rollBack(ctx, m, level, trigger, reason)
 	}
 	return r.runPlan(ctx, m)
 }
@@ -80,11 +75,28 @@ func (r *MastodonMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 // recordFirst is the requeue after a step's start is recorded: at once, with the status written.
 const recordFirst = time.Millisecond
 
-// runPlan walks the plan, skipping steps already done, and stops at the first step that waits,
-// fails or errs. Each step records its own outcome, so a restart resumes where this one stopped.
+// runPlan runs the migration's plan and marks the migration Completed when it has run out.
 func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.MastodonMigration) (ctrl.Result, error) {
+	result, done, err := r.runSteps(ctx, m, r.plan(m))
+	if !done || err != nil {
+		return result, err
+	}
+	if m.Status.Phase != v1alpha1.PhaseCompleted {
+		m.Status.Phase = v1alpha1.PhaseCompleted
+		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, ReasonCompleted, "Migrate",
+			"release %s serves the traffic; the old stack is kept in snapshot %s", m.Spec.Release.Name, snapshotName(m))
+	}
+	setProgress(&m.Status.Conditions, m.Generation, progressReady, ReasonCompleted,
+		fmt.Sprintf("migrated to release %s", m.Spec.Release.Name))
+	m.Status.ObservedGeneration = m.Generation
+	return ctrl.Result{}, nil
+}
+
+// runSteps walks steps, skipping those already done, and stops at the first step that waits,
+// fails or errs; done says every step has ended. Each step records its own outcome, so a
+// restart resumes where this one stopped.
+func (r *MastodonMigrationReconciler) runSteps(ctx context.Context, m *v1alpha1.MastodonMigration, steps []step) (ctrl.Result, bool, error) {
 	logger := log.FromContext(ctx)
-	steps := r.plan(m)
 	for i, s := range steps {
 		rec := stepRecord(&m.Status.Steps, s.name)
 		if rec.State == v1alpha1.StepSkipped {
@@ -97,7 +109,7 @@ func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.M
 			msg := fmt.Sprintf("paused before step %s: set spec.paused to false to go on", s.name)
 			setProgress(&m.Status.Conditions, m.Generation, progressIdle, ReasonPaused, msg)
 			m.Status.ObservedGeneration = m.Generation
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, false, nil
 		}
 		if rec.State != v1alpha1.StepRunning && rec.State != v1alpha1.StepFailed || rec.Generation != m.Generation {
 			// Record the start before acting, so that status shows which step runs (an install
@@ -106,7 +118,7 @@ func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.M
 			start(rec, m.Generation, metav1.Now())
 			rec.Message = ""
 			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonProgressing, "step "+s.name+" started")
-			return ctrl.Result{RequeueAfter: recordFirst}, nil
+			return ctrl.Result{RequeueAfter: recordFirst}, false, nil
 		}
 		m.Status.Phase = s.phase
 		out, err := s.run(ctx, m)
@@ -115,7 +127,7 @@ func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.M
 			rec.Message = "retrying: " + err.Error()
 			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonRetrying,
 				fmt.Sprintf("step %s: %v", s.name, err))
-			return ctrl.Result{}, fmt.Errorf("step %s: %w", s.name, err)
+			return ctrl.Result{}, false, fmt.Errorf("step %s: %w", s.name, err)
 		}
 		finish(rec, out.state, out.message, metav1.Now())
 		logger.V(1).Info("step ran", "step", s.name, "state", out.state, "message", out.message)
@@ -127,22 +139,15 @@ func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.M
 			continue
 		case v1alpha1.StepFailed:
 			setProgress(&m.Status.Conditions, m.Generation, progressStalled, s.name+"Failed", out.message)
+			r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, s.name+"Failed", s.name, "%s", eventNote(out.message))
 			m.Status.ObservedGeneration = m.Generation
 		default:
 			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonProgressing,
 				fmt.Sprintf("step %s: %s", s.name, out.message))
 		}
-		return ctrl.Result{RequeueAfter: out.requeueAfter}, nil
+		return ctrl.Result{RequeueAfter: out.requeueAfter}, false, nil
 	}
-	if m.Status.Phase != v1alpha1.PhaseCompleted {
-		m.Status.Phase = v1alpha1.PhaseCompleted
-		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, ReasonCompleted, "Migrate",
-			"release %s serves the traffic; the old stack is kept in snapshot %s", m.Spec.Release.Name, snapshotName(m))
-	}
-	setProgress(&m.Status.Conditions, m.Generation, progressReady, ReasonCompleted,
-		fmt.Sprintf("migrated to release %s", m.Spec.Release.Name))
-	m.Status.ObservedGeneration = m.Generation
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, true, nil
 }
 
 // started reports whether any of the given steps has run.
@@ -168,6 +173,9 @@ func (r *MastodonMigrationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.migrationsNaming("Deployment"))).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.migrationsNaming("Service"))).
 		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.migrationsNaming("Ingress"))).
+		// A MastodonRollback asks for a rollback through the migration's status, which the
+		// predicate above does not see change: its own changes wake the migration instead.
+		Watches(&v1alpha1.MastodonRollback{}, handler.EnqueueRequestsFromMapFunc(migrationOf)).
 		Named("mastodonmigration").
 		Complete(r)
 }

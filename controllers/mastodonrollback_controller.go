@@ -3,10 +3,12 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
@@ -25,7 +27,7 @@ import (
 const StepResolve = "Resolve"
 
 // MastodonRollbackReconciler answers MastodonRollbacks: it resolves the migration, refuses what
-// cannot run, and records the rollback on the migration.
+// cannot run, asks the migration for the rollback, and reports its progress and result.
 type MastodonRollbackReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
@@ -50,7 +52,7 @@ func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		}
 		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
 		if err := r.Status().Patch(ctx, rb, patch); err != nil && !apierrors.IsNotFound(err) {
-			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+			result, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
 		}
 	}()
 	if rb.Status.Phase == "" {
@@ -83,38 +85,60 @@ func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return r.refuse(rb, rec, ReasonRollbackConflict, fmt.Sprintf(
 			"MastodonMigration %s was already rolled back at level %d; a rollback only escalates", m.Name, m.Status.Rollback.Level))
 	}
-	if changedCluster(m) {
-		// Unreachable in this version: no migration step changes the cluster yet.
-		return ctrl.Result{}, fmt.Errorf("rollback level %d of a migration that changed the cluster is not built yet", rb.Spec.Level)
-	}
-	return r.recordOnMigration(ctx, rb, rec, m)
+	return r.requestAndReport(ctx, rb, rec, m)
 }
 
-// recordOnMigration marks the migration rolled back, which stops its plan, and reports success.
-func (r *MastodonRollbackReconciler) recordOnMigration(ctx context.Context, rb *v1alpha1.MastodonRollback,
+// requestAndReport asks the migration for the rollback through its status.rollback, where the
+// migration's own reconciler (the one writer of the stack) runs it, then reports the migration's
+// progress and result here.
+func (r *MastodonRollbackReconciler) requestAndReport(ctx context.Context, rb *v1alpha1.MastodonRollback,
 	rec *v1alpha1.StepStatus, m *v1alpha1.MastodonMigration) (ctrl.Result, error) {
-	msg := fmt.Sprintf("rolled back MastodonMigration %s at level %d: nothing to undo, the migration had not changed the cluster",
-		m.Name, rb.Spec.Level)
-	now := metav1.Now()
-	before := m.DeepCopy()
-	reason := rb.Spec.Reason
-	if reason == "" {
-		reason = "MastodonRollback " + rb.Name
+	if m.Status.Rollback == nil || m.Status.Rollback.Level < rb.Spec.Level {
+		before := m.DeepCopy()
+		reason := rb.Spec.Reason
+		if reason == "" {
+			reason = "MastodonRollback " + rb.Name
+		}
+		now := metav1.Now()
+		m.Status.Rollback = &v1alpha1.RollbackStatus{Level: rb.Spec.Level, Trigger: TriggerMastodonRollback, Reason: reason, StartedAt: &now}
+		if err := r.Status().Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			return ctrl.Result{}, fmt.Errorf("asking MastodonMigration %s for the rollback: %w", m.Name, err)
+		}
+		finish(rec, v1alpha1.StepSucceeded, fmt.Sprintf("asked MastodonMigration %s for a level %d rollback", m.Name, rb.Spec.Level), metav1.Now())
+		rb.Status.Phase = v1alpha1.RollbackRunning
+		setProgress(&rb.Status.Conditions, rb.Generation, progressReconciling, ReasonProgressing, rec.Message)
+		r.Recorder.Eventf(rb, m, corev1.EventTypeNormal, "RollbackRequested", "Rollback", "%s", rec.Message)
+		return ctrl.Result{}, nil
 	}
-	m.Status.Rollback = &v1alpha1.RollbackStatus{
-		Level: rb.Spec.Level, Trigger: TriggerMastodonRollback, Reason: reason, StartedAt: &now, FinishedAt: &now,
+	finish(rec, v1alpha1.StepSucceeded, fmt.Sprintf("MastodonMigration %s rolls back at level %d", m.Name, m.Status.Rollback.Level), *rec.StartedAt)
+	// The migration's rollback steps are this rollback's steps.
+	steps := []v1alpha1.StepStatus{*rec}
+	for _, s := range m.Status.Steps {
+		if strings.HasPrefix(s.Name, "Rollback") {
+			steps = append(steps, s)
+		}
 	}
-	m.Status.Phase = v1alpha1.PhaseRolledBack
-	setProgress(&m.Status.Conditions, m.Generation, progressIdle, ReasonRolledBack, msg)
-	if err := r.Status().Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return ctrl.Result{}, fmt.Errorf("recording the rollback on MastodonMigration %s: %w", m.Name, err)
+	rb.Status.Steps = steps
+	ready := meta.FindStatusCondition(m.Status.Conditions, ConditionReady)
+	message := ""
+	if ready != nil {
+		message = ready.Message
 	}
-	r.Recorder.Eventf(m, rb, corev1.EventTypeNormal, ReasonRolledBack, "Rollback", msg)
-	r.Recorder.Eventf(rb, m, corev1.EventTypeNormal, ReasonRolledBack, "Rollback", msg)
-	finish(rec, v1alpha1.StepSucceeded, msg, now)
-	rb.Status.Phase = v1alpha1.RollbackSucceeded
-	setProgress(&rb.Status.Conditions, rb.Generation, progressReady, ReasonRolledBack, msg)
-	rb.Status.ObservedGeneration = rb.Generation
+	switch {
+	case m.Status.Rollback.FinishedAt != nil:
+		rb.Status.Phase = v1alpha1.RollbackSucceeded
+		setProgress(&rb.Status.Conditions, rb.Generation, progressReady, ReasonRolledBack, message)
+		rb.Status.ObservedGeneration = rb.Generation
+		r.Recorder.Eventf(rb, m, corev1.EventTypeNormal, ReasonRolledBack, "Rollback", "%s", eventNote(message))
+	case meta.IsStatusConditionTrue(m.Status.Conditions, ConditionStalled):
+		rb.Status.Phase = v1alpha1.RollbackFailed
+		setProgress(&rb.Status.Conditions, rb.Generation, progressStalled, "RollbackFailed", message)
+		rb.Status.ObservedGeneration = rb.Generation
+		r.Recorder.Eventf(rb, m, corev1.EventTypeWarning, "RollbackFailed", "Rollback", "%s", eventNote(message))
+	default:
+		rb.Status.Phase = v1alpha1.RollbackRunning
+		setProgress(&rb.Status.Conditions, rb.Generation, progressReconciling, ReasonProgressing, message)
+	}
 	return ctrl.Result{}, nil
 }
 

@@ -81,7 +81,10 @@ func TestRollbackOfAMigrationThatChangedNothingSucceedsAndStopsIt(t *testing.T) 
 		gomega.HaveField("Status.ObservedGeneration", int64(1)),
 		gomega.HaveField("Status.Steps", gomega.ContainElement(gomega.And(
 			gomega.HaveField("Name", "Resolve"), gomega.HaveField("State", v1alpha1.StepSucceeded),
-			gomega.HaveField("Message", gomega.ContainSubstring("nothing to undo")),
+		))),
+		gomega.HaveField("Status.Conditions", gomega.ContainElement(gomega.And(
+			gomega.HaveField("Type", "Ready"), gomega.HaveField("Status", metav1.ConditionTrue),
+			gomega.HaveField("Message", "rolled back at level 2: nothing to undo, the migration had not changed the cluster"),
 		))),
 	))
 	eventually(t, get(ctx, m)).Should(gomega.And(

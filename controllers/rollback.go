@@ -3,12 +3,23 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
+	"github.com/mastodon-operator/mastodon-operator/internal/traffic"
+	"github.com/mastodon-operator/mastodon-operator/internal/workload"
 )
 
 // Rollback triggers, as recorded in status.rollback.trigger.
@@ -17,33 +28,268 @@ const (
 	TriggerMastodonRollback = "MastodonRollback"
 )
 
-// changedCluster reports whether the migration has changed anything a rollback would undo: a
-// release installed or traffic moved. Snapshots and backups change nothing the stack runs on.
+// The steps of a rollback, as they appear in status.steps.
+const (
+	StepRollbackSource  = "RollbackSource"
+	StepRollbackTraffic = "RollbackTraffic"
+	StepRollbackRelease = "RollbackScaleDownRelease"
+	StepRollbackHelm    = "RollbackUninstall"
+	StepRollbackRestore = "RollbackRestore"
+)
+
+// sourceReadyTimeout is how long a rollback waits for the old pods, as the runbook's
+// `kubectl wait --timeout=60s`.
+const sourceReadyTimeout = 60 * time.Second
+
+// changedCluster reports whether a step that changes the stack has started: the install, the
+// traffic switch or the clean-up. Preflight, values and the snapshot change nothing it runs on.
 func changedCluster(m *v1alpha1.MastodonMigration) bool {
-	return m.Status.Release != nil || (m.Status.Traffic != nil && m.Status.Traffic.Target != v1alpha1.TrafficToSource)
+	for _, s := range m.Status.Steps {
+		switch s.Name {
+		case StepInstall, StepShiftTraffic, StepFinish:
+			if s.State != v1alpha1.StepPending {
+				return true
+			}
+		}
+	}
+	return false
 }
 
-// rollBack answers spec.rollbackLevel. The plan stops for good: a migration that was rolled back
-// is started again by a new MastodonMigration, after the cause is understood.
-func (r *MastodonMigrationReconciler) rollBack(_ context.Context, m *v1alpha1.MastodonMigration) (ctrl.Result, error) {
-	level := m.Spec.RollbackLevel
-	if m.Status.Rollback != nil && m.Status.Rollback.Level >= level && m.Status.Rollback.FinishedAt != nil {
+// rollbackPlan is the state machine of a rollback: level 1 brings the old pods back and moves
+// the traffic to them; level 2 also removes the release and restores every snapshotted object.
+// Each level includes the ones below, so escalating resumes rather than starts again.
+func (r *MastodonMigrationReconciler) rollbackPlan(level int32) []step {
+	steps := []step{
+		{name: StepRollbackSource, phase: v1alpha1.PhaseRollingBack, run: r.rollbackSource},
+		{name: StepRollbackTraffic, phase: v1alpha1.PhaseRollingBack, run: r.rollbackTraffic},
+		{name: StepRollbackRelease, phase: v1alpha1.PhaseRollingBack, run: r.rollbackScaleDownRelease},
+	}
+	if level >= 2 {
+		steps = append(steps,
+			step{name: StepRollbackHelm, phase: v1alpha1.PhaseRollingBack, run: r.rollbackUninstall},
+			step{name: StepRollbackRestore, phase: v1alpha1.PhaseRollingBack, run: r.rollbackRestore},
+		)
+	}
+	return steps
+}
+
+// requestedRollback is the rollback asked for: spec.rollbackLevel, or a higher level a
+// MastodonRollback recorded in status.rollback.
+func requestedRollback(m *v1alpha1.MastodonMigration) (level int32, trigger, reason string) {
+	if rb := m.Status.Rollback; rb != nil && rb.Level >= m.Spec.RollbackLevel {
+		return rb.Level, rb.Trigger, rb.Reason
+	}
+	return m.Spec.RollbackLevel, TriggerRollbackLevel, fmt.Sprintf("spec.rollbackLevel set to %d", m.Spec.RollbackLevel)
+}
+
+// rollBack answers a rollback request (spec.rollbackLevel, or a MastodonRollback recorded in
+// status.rollback). The migration's own plan stops for good: a migration that was rolled back is
+// started again by a new MastodonMigration, after the cause is understood.
+func (r *MastodonMigrationReconciler) rollBack(ctx context.Context, m *v1alpha1.MastodonMigration, level int32, trigger, reason string) (ctrl.Result, error) {
+	if level >= 3 {
+		msg := "rollback level 3 (database restore) is not supported by this version of the operator yet: restore the Cloud SQL backup " +
+			"by hand (status.databaseBackup names it), then set spec.rollbackLevel to 2 on a new migration"
+		setProgress(&m.Status.Conditions, m.Generation, progressStalled, "RollbackNotSupported", msg)
 		m.Status.ObservedGeneration = m.Generation
 		return ctrl.Result{}, nil
 	}
-	if changedCluster(m) {
-		// Unreachable in this version: no step changes the cluster yet.
-		return ctrl.Result{}, fmt.Errorf("rollback level %d of a migration that changed the cluster is not built yet", level)
+	rb := m.Status.Rollback
+	if rb == nil || rb.Level < level {
+		now := metav1.Now()
+		m.Status.Rollback = &v1alpha1.RollbackStatus{Level: level, Trigger: trigger, Reason: reason, StartedAt: &now}
+		if rb != nil && rb.StartedAt != nil {
+			m.Status.Rollback.StartedAt = rb.StartedAt
+		}
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "RollingBack", "Rollback", "rollback level %d: %s", level, reason)
 	}
+	rb = m.Status.Rollback
+	if rb.FinishedAt != nil {
+		m.Status.ObservedGeneration = m.Generation
+		return ctrl.Result{}, nil
+	}
+	if !changedCluster(m) {
+		return r.rolledBack(m, fmt.Sprintf("rolled back at level %d: nothing to undo, the migration had not changed the cluster", level))
+	}
+	result, done, err := r.runSteps(ctx, m, r.rollbackPlan(level))
+	if !done || err != nil {
+		return result, err
+	}
+	return r.rolledBack(m, fmt.Sprintf("rolled back at level %d: the old stack serves the traffic", level))
+}
+
+func (r *MastodonMigrationReconciler) rolledBack(m *v1alpha1.MastodonMigration, msg string) (ctrl.Result, error) {
 	now := metav1.Now()
-	msg := fmt.Sprintf("rolled back at level %d: nothing to undo, the migration had not changed the cluster", level)
-	m.Status.Rollback = &v1alpha1.RollbackStatus{
-		Level: level, Trigger: TriggerRollbackLevel, Reason: fmt.Sprintf("spec.rollbackLevel set to %d", level),
-		StartedAt: &now, FinishedAt: &now,
-	}
+	m.Status.Rollback.FinishedAt = &now
 	m.Status.Phase = v1alpha1.PhaseRolledBack
 	setProgress(&m.Status.Conditions, m.Generation, progressIdle, ReasonRolledBack, msg)
 	m.Status.ObservedGeneration = m.Generation
-	r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, ReasonRolledBack, "Rollback", msg)
+	r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, ReasonRolledBack, "Rollback", "%s", msg)
 	return ctrl.Result{}, nil
+}
+
+// storedObjects reads the snapshot's objects of one kind by name.
+func (r *MastodonMigrationReconciler) storedObjects(ctx context.Context, m *v1alpha1.MastodonMigration, kind string, into func(name string) any) error {
+	stored, err := snapshot.Load(ctx, r.Client, m.Namespace, snapshotName(m))
+	if err != nil {
+		return err
+	}
+	for _, u := range stored {
+		if u.GetKind() != kind {
+			continue
+		}
+		if dst := into(u.GetName()); dst != nil {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, dst); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rollbackSource scales the old Deployments back to their snapshot replicas, points the HPAs
+// back at them, and waits until they are ready.
+func (r *MastodonMigrationReconciler) rollbackSource(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	stored := map[string]*appsv1.Deployment{}
+	hpas := map[string]*autoscalingv2.HorizontalPodAutoscaler{}
+	if err := r.storedObjects(ctx, m, "Deployment", func(name string) any {
+		stored[name] = &appsv1.Deployment{}
+		return stored[name]
+	}); err != nil {
+		return outcome{}, err
+	}
+	if err := r.storedObjects(ctx, m, "HorizontalPodAutoscaler", func(name string) any {
+		hpas[name] = &autoscalingv2.HorizontalPodAutoscaler{}
+		return hpas[name]
+	}); err != nil {
+		return outcome{}, err
+	}
+	var waiting []string
+	for name, want := range stored {
+		live := &appsv1.Deployment{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: name}, live); err != nil {
+			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf(
+				"source Deployment %s: %v: level 1 cannot bring it back; set spec.rollbackLevel to 2 to restore it from the snapshot", name, err)}, nil
+		}
+		if !ptr.Equal(live.Spec.Replicas, want.Spec.Replicas) {
+			before := live.DeepCopy()
+			live.Spec.Replicas = want.Spec.Replicas
+			if err := r.Patch(ctx, live, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
+				return outcome{}, err
+			}
+		}
+		if current, message, err := workload.RolledOut(live); err != nil {
+			return outcome{}, err
+		} else if !current {
+			waiting = append(waiting, name+": "+message)
+		}
+	}
+	for name, want := range hpas {
+		live := &autoscalingv2.HorizontalPodAutoscaler{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: name}, live); err != nil {
+			return outcome{}, err
+		}
+		if live.Spec.ScaleTargetRef != want.Spec.ScaleTargetRef {
+			before := live.DeepCopy()
+			live.Spec.ScaleTargetRef = want.Spec.ScaleTargetRef
+			if err := r.Patch(ctx, live, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
+				return outcome{}, err
+			}
+		}
+	}
+	if len(waiting) > 0 {
+		if started := stepStartedAt(m, StepRollbackSource); started != nil && time.Since(started.Time) > sourceReadyTimeout {
+			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("the old pods are not ready after %s: %s",
+				sourceReadyTimeout, strings.Join(waiting, "; "))}, nil
+		}
+		return outcome{state: v1alpha1.StepRunning, message: "waiting for the old pods: " + strings.Join(waiting, "; "),
+			requeueAfter: sourceReadyTimeout}, nil
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d old Deployments back at their snapshot replicas and ready", len(stored))}, nil
+}
+
+// rollbackTraffic undoes the recorded traffic switch, field by field.
+func (r *MastodonMigrationReconciler) rollbackTraffic(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	t := m.Status.Traffic
+	if t == nil || t.Target != v1alpha1.TrafficToRelease {
+		return outcome{state: v1alpha1.StepSkipped, message: "the traffic never moved to the release"}, nil
+	}
+	changes := make([]traffic.Change, len(t.Changes))
+	for i, c := range t.Changes {
+		changes[i] = traffic.Change{Kind: c.Kind, Name: c.Name, Path: c.Path, Component: traffic.Component(c.Component),
+			Before: c.Before, After: c.After}
+	}
+	if err := traffic.Apply(ctx, r.Client, m.Namespace, traffic.Reverse(changes), fieldOwner); err != nil {
+		return outcome{state: v1alpha1.StepFailed, message: "moving the traffic back: " + err.Error()}, nil
+	}
+	now := metav1.Now()
+	t.Target, t.SwitchedAt = v1alpha1.TrafficToSource, &now
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("traffic back on the old stack: %d field(s) restored", len(changes))}, nil
+}
+
+// rollbackScaleDownRelease scales the release's Deployments to 0; level 2 removes them.
+func (r *MastodonMigrationReconciler) rollbackScaleDownRelease(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	deployments, err := r.releaseDeployments(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	for _, d := range deployments {
+		if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
+			continue
+		}
+		before := d.DeepCopy()
+		d.Spec.Replicas = ptr.To[int32](0)
+		if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
+			return outcome{}, err
+		}
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d Deployments of release %s scaled to 0",
+		len(deployments), m.Spec.Release.Name)}, nil
+}
+
+// rollbackUninstall removes the Helm release and what it installed.
+func (r *MastodonMigrationReconciler) rollbackUninstall(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	cfg, err := r.helmConfig(ctx, m.Namespace)
+	if err != nil {
+		return outcome{}, err
+	}
+	if err := helm.Uninstall(ctx, cfg, m.Spec.Release.Name, releaseTimeout(m)); err != nil {
+		return outcome{}, err
+	}
+	if m.Status.Release != nil {
+		m.Status.Release.Status = "uninstalled"
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: "release " + m.Spec.Release.Name + " uninstalled"}, nil
+}
+
+// rollbackRestore puts every snapshotted object back exactly as it was before the migration:
+// Services with their GKE annotations, the Ingress, HPAs, BackendConfig and FrontendConfig.
+func (r *MastodonMigrationReconciler) rollbackRestore(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	outcomes, err := snapshot.Restore(ctx, r.Client, m.Namespace, snapshotName(m), fieldOwner)
+	changed := 0
+	for _, o := range outcomes {
+		if o.Action != snapshot.Unchanged {
+			changed++
+		}
+	}
+	if err != nil {
+		return outcome{state: v1alpha1.StepFailed, message: "restoring snapshot " + snapshotName(m) + ": " + err.Error()}, nil
+	}
+	src, err := r.sourceStack(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	var waiting []string
+	for _, d := range src.all() {
+		if current, message, err := workload.RolledOut(d); err != nil {
+			return outcome{}, err
+		} else if !current {
+			waiting = append(waiting, d.Name+": "+message)
+		}
+	}
+	if len(waiting) > 0 {
+		return outcome{state: v1alpha1.StepRunning, message: "restored; waiting for " + strings.Join(waiting, "; "),
+			requeueAfter: sourceReadyTimeout}, nil
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("snapshot %s restored: %d of %d objects changed back",
+		snapshotName(m), changed, len(outcomes))}, nil
 }

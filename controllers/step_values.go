@@ -42,30 +42,9 @@ func (r *MastodonMigrationReconciler) generateValues(ctx context.Context, m *v1a
 	if !apierrors.IsNotFound(err) {
 		return outcome{}, err
 	}
-	src, err := r.sourceStack(ctx, m)
+	generated, notes, err := r.generate(ctx, m)
 	if err != nil {
 		return outcome{}, err
-	}
-	in := values.Source{Web: src.web, Streaming: src.streaming, Sidekiq: src.sidekiq,
-		ConfigMaps: map[string]*corev1.ConfigMap{}, Secrets: map[string]*corev1.Secret{}}
-	configMaps, secrets := referencedConfig(src)
-	for _, n := range configMaps {
-		cm := &corev1.ConfigMap{}
-		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: n}, cm); err != nil {
-			return outcome{}, fmt.Errorf("reading ConfigMap %s: %w", n, err)
-		}
-		in.ConfigMaps[n] = cm
-	}
-	for _, n := range secrets {
-		s := &corev1.Secret{}
-		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: n}, s); err != nil {
-			return outcome{}, fmt.Errorf("reading Secret %s: %w", n, err)
-		}
-		in.Secrets[n] = s
-	}
-	generated, notes, err := values.GenerateWithNotes(in)
-	if err != nil {
-		return outcome{state: v1alpha1.StepFailed, message: "generating values from the source stack: " + err.Error()}, nil
 	}
 	doc, err := yaml.Marshal(generated)
 	if err != nil {
@@ -98,16 +77,65 @@ func valuesMessage(configMap, notes string) string {
 	return msg
 }
 
+// generate derives chart values from the source stack as it runs now. Deterministic, so
+// preflight's preview renders what the GenerateValues step then writes down.
+func (r *MastodonMigrationReconciler) generate(ctx context.Context, m *v1alpha1.MastodonMigration) (map[string]any, []values.Note, error) {
+	src, err := r.sourceStack(ctx, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	in := values.Source{Web: src.web, Streaming: src.streaming, Sidekiq: src.sidekiq,
+		ConfigMaps: map[string]*corev1.ConfigMap{}, Secrets: map[string]*corev1.Secret{}}
+	configMaps, secrets := referencedConfig(src)
+	for _, n := range configMaps {
+		cm := &corev1.ConfigMap{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: n}, cm); err != nil {
+			return nil, nil, fmt.Errorf("reading ConfigMap %s: %w", n, err)
+		}
+		in.ConfigMaps[n] = cm
+	}
+	for _, n := range secrets {
+		s := &corev1.Secret{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: n}, s); err != nil {
+			return nil, nil, fmt.Errorf("reading Secret %s: %w", n, err)
+		}
+		in.Secrets[n] = s
+	}
+	return values.GenerateWithNotes(in)
+}
+
+// previewValues are the values the release would get if it were installed now: generated in
+// memory rather than read from the GenerateValues ConfigMap, which preflight comes before.
+func (r *MastodonMigrationReconciler) previewValues(ctx context.Context, m *v1alpha1.MastodonMigration) (map[string]any, error) {
+	var generated map[string]any
+	if m.Spec.Release.GenerateValues {
+		var err error
+		if generated, _, err = r.generate(ctx, m); err != nil {
+			return nil, err
+		}
+	}
+	return r.mergeValues(ctx, m, generated)
+}
+
 // releaseValues merges, in order: the generated values, spec.release.values, then each
 // spec.release.valuesFrom document.
 func (r *MastodonMigrationReconciler) releaseValues(ctx context.Context, m *v1alpha1.MastodonMigration) (map[string]any, error) {
-	var layers []map[string]any
+	var generated map[string]any
 	if m.Spec.Release.GenerateValues {
-		doc, err := r.valuesDocument(ctx, m.Namespace, "ConfigMap", generatedValuesName(m), generatedValuesKey, false)
-		if err != nil {
+		var err error
+		if generated, err = r.valuesDocument(ctx, m.Namespace, "ConfigMap", generatedValuesName(m), generatedValuesKey, false); err != nil {
 			return nil, err
 		}
-		layers = append(layers, doc)
+	}
+	return r.mergeValues(ctx, m, generated)
+}
+
+// mergeValues layers spec.release.values, then each spec.release.valuesFrom document, over the
+// generated values.
+func (r *MastodonMigrationReconciler) mergeValues(ctx context.Context, m *v1alpha1.MastodonMigration, generated map[string]any) (map[string]any, error) {
+	var layers []map[string]any
+	if generated != nil {
+		layers = append(layers, generated)
 	}
 	if v := m.Spec.Release.Values; v != nil && len(v.Raw) > 0 {
 		doc := map[string]any{}

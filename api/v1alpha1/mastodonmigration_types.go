@@ -251,9 +251,11 @@ type ValuesReference struct {
 // PreflightSpec tunes the pre-migration checklist.
 type PreflightSpec struct {
 	// AcceptEnvChanges lists environment variables whose difference between the old and the new
-	// pods is intended; any other difference blocks the migration.
+	// pods is intended; any other difference blocks the migration. NAME accepts a difference in
+	// every component; web/NAME, streaming/NAME or sidekiq/NAME only in that one, so accepting a
+	// Secret the chart adds to streaming does not hide a changed one in web.
 	// +kubebuilder:validation:MaxItems=256
-	// +kubebuilder:validation:items:Pattern=`^[-._a-zA-Z][-._a-zA-Z0-9]*$`
+	// +kubebuilder:validation:items:Pattern=`^((web|streaming|sidekiq)/)?[-._a-zA-Z][-._a-zA-Z0-9]*$`
 	// +listType=set
 	// +optional
 	AcceptEnvChanges []string `json:"acceptEnvChanges,omitempty"`

@@ -24,6 +24,20 @@ type Input struct {
 	Client    client.Reader
 	Migration *v1alpha1.MastodonMigration
 	Charts    ChartSource
+
+	// Values returns the merged chart values the release would get (generated, spec.release.values,
+	// valuesFrom). The release rules (ReleaseRenders and those after it) render the chart with
+	// them; when Values is nil they are skipped. An error of Values is a finding of
+	// ReleaseRenders, not a reason to retry.
+	Values func(ctx context.Context) (map[string]any, error)
+
+	// Writer makes the server-side dry-run creates of ReleaseDryRun (client.DryRunAll: nothing is
+	// stored). When it is nil, ReleaseDryRun is skipped.
+	Writer client.Client
+
+	// preview is the release rendered once per Run and shared by the release rules; Run sets it.
+	// A rule called without it (in a test) renders for itself.
+	preview *releasePreview
 }
 
 // Rule is one item of the checklist. It returns the problems it found; an error means it could
@@ -41,11 +55,23 @@ func Checklist() []Rule {
 		{Name: "SourceIngress", Check: sourceIngress},
 		{Name: "ExtraResources", Check: extraResources},
 		{Name: "Chart", Check: chartResolves},
+		{Name: "ReleaseRenders", Check: releaseRenders},
+		{Name: "ReleaseReferences", Check: releaseReferences},
+		{Name: "ReleaseCollisions", Check: releaseCollisions},
+		{Name: "ReleaseDryRun", Check: releaseDryRun},
+		{Name: "Image", Check: imageUnchanged},
+		{Name: "EnvParity", Check: envParity},
+		{Name: "TargetPorts", Check: targetPorts},
 	}
 }
 
 // Run runs every rule and returns all findings, so one pass reports every problem at once.
+// The chart is loaded and the release rendered at most once per Run.
 func Run(ctx context.Context, in Input, rules []Rule) ([]v1alpha1.Finding, error) {
+	if in.Charts != nil {
+		in.Charts = &onceCharts{ChartSource: in.Charts}
+	}
+	in.preview = &releasePreview{}
 	var findings []v1alpha1.Finding
 	for _, r := range rules {
 		found, err := r.Check(ctx, in)

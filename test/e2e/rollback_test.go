@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
+)
+
+// TestLevel1RollbackMovesTheTrafficBackToTheOldPods raises spec.rollbackLevel, as on-call would,
+// while the new stack is watched: the Services select the old pods again, exactly as before.
+func TestLevel1RollbackMovesTheTrafficBackToTheOldPods(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-level1"
+	objs, err := h.DeployMastodon(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveObjects(t, ctx, ns, objs)
+	m := sampleMigration(t, ns)
+	m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseObserving))
+	latest, _ := getMigration(ctx, m)()
+	raised := latest.DeepCopy()
+	raised.Spec.RollbackLevel = 1
+	if err := h.Client.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	got, _ := getMigration(ctx, m)()
+	g := gomega.NewWithT(t)
+	g.Expect(got.Status.Rollback).To(gomega.And(
+		gomega.HaveField("Level", int32(1)), gomega.HaveField("Trigger", "RollbackLevel"),
+		gomega.HaveField("FinishedAt", gomega.Not(gomega.BeNil()))))
+	g.Expect(got.Status.Traffic.Target).To(gomega.Equal(v1alpha1.TrafficToSource))
+	g.Expect(meta.FindStatusCondition(got.Status.Conditions, "Ready")).To(gomega.HaveField("Reason", "RolledBack"))
+
+	after := liveObjects(t, ctx, ns, objs)
+	for _, name := range []string{"mastodon-web", "mastodon-assets", "mastodon-emoji", "mastodon-streaming"} {
+		g.Expect(snapshot.Compare(after["Service/"+name], before["Service/"+name])).To(gomega.BeEmpty(), name)
+	}
+	var release appsv1.DeploymentList
+	g.Expect(h.Client.List(ctx, &release, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(release.Items).To(gomega.HaveLen(3))
+	for _, d := range release.Items {
+		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
+	}
+	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+		g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, name, time.Minute)).To(gomega.Succeed())
+	}
+}
+
+// TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly rolls a completed migration back
+// with a MastodonRollback: the release is gone and every object is as it was before.
+func TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-level2"
+	objs, err := h.DeployMastodon(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveObjects(t, ctx, ns, objs)
+	m := sampleMigration(t, ns)
+	m.Spec.Analysis.Window = &metav1.Duration{Duration: 5 * time.Second}
+	m.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
+
+	rb := &v1alpha1.MastodonRollback{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "back-to-kustomize"},
+		Spec: v1alpha1.MastodonRollbackSpec{MigrationRef: v1alpha1.LocalObjectReference{Name: m.Name}, Level: 2,
+			Reason: "sidekiq jobs are not processed"},
+	}
+	if err := h.Client.Create(ctx, rb); err != nil {
+		t.Fatal(err)
+	}
+	getRollback := func() (*v1alpha1.MastodonRollback, error) {
+		got := &v1alpha1.MastodonRollback{}
+		return got, h.Client.Get(ctx, client.ObjectKeyFromObject(rb), got)
+	}
+	eventually(t, getRollback).Should(gomega.HaveField("Status.Phase", v1alpha1.RollbackSucceeded))
+	gotRB, _ := getRollback()
+	var stepNames []string
+	for _, s := range gotRB.Status.Steps {
+		stepNames = append(stepNames, s.Name+"="+string(s.State))
+	}
+	g := gomega.NewWithT(t)
+	g.Expect(stepNames).To(gomega.Equal([]string{"Resolve=Succeeded", "RollbackSource=Succeeded", "RollbackTraffic=Succeeded",
+		"RollbackScaleDownRelease=Succeeded", "RollbackUninstall=Succeeded", "RollbackRestore=Succeeded"}))
+	got, _ := getMigration(ctx, m)()
+	g.Expect(got.Status.Phase).To(gomega.Equal(v1alpha1.PhaseRolledBack))
+	g.Expect(got.Status.Rollback).To(gomega.And(gomega.HaveField("Trigger", "MastodonRollback"),
+		gomega.HaveField("Reason", "sidekiq jobs are not processed")))
+
+	// The release is gone, and every object of the stack is as it was before the migration.
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.BeEmpty())
+	var deployments appsv1.DeploymentList
+	g.Expect(h.Client.List(ctx, &deployments, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(deployments.Items).To(gomega.BeEmpty())
+	after := liveObjects(t, ctx, ns, objs)
+	for key, b := range before {
+		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
+	}
+}
