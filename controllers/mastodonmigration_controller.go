@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/rest"
@@ -54,13 +53,9 @@ func (r *MastodonMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	}
 	base := m.DeepCopy()
 	defer func() {
-		if equality.Semantic.DeepEqual(base.Status, m.Status) {
-			return
-		}
-		// The optimistic lock keeps this patch from overwriting a rollback recorded meanwhile.
-		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
-		if err := r.Status().Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
-			result, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+		changed := !equality.Semantic.DeepEqual(base.Status, m.Status)
+		if err := patchStatus(ctx, r.Client, m, base, changed); err != nil {
+			result, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, err})
 		}
 	}()
 	if m.Status.Phase == "" {
@@ -138,8 +133,13 @@ func (r *MastodonMigrationReconciler) runSteps(ctx context.Context, m *v1alpha1.
 			}
 			continue
 		case v1alpha1.StepFailed:
-			setProgress(&m.Status.Conditions, m.Generation, progressStalled, s.name+"Failed", out.message)
 			r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, s.name+"Failed", s.name, "%s", eventNote(out.message))
+			if rb := m.Status.Rollback; rb != nil && rb.FinishedAt == nil {
+				// The failure started a rollback: the operator acts on, no person is needed.
+				setProgress(&m.Status.Conditions, m.Generation, progressReconciling, s.name+"Failed", out.message)
+				break
+			}
+			setProgress(&m.Status.Conditions, m.Generation, progressStalled, s.name+"Failed", out.message)
 			m.Status.ObservedGeneration = m.Generation
 		default:
 			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonProgressing,

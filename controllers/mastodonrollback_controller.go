@@ -47,12 +47,9 @@ func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	base := rb.DeepCopy()
 	defer func() {
-		if equality.Semantic.DeepEqual(base.Status, rb.Status) {
-			return
-		}
-		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
-		if err := r.Status().Patch(ctx, rb, patch); err != nil && !apierrors.IsNotFound(err) {
-			result, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+		changed := !equality.Semantic.DeepEqual(base.Status, rb.Status)
+		if err := patchStatus(ctx, r.Client, rb, base, changed); err != nil {
+			result, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, err})
 		}
 	}()
 	if rb.Status.Phase == "" {

@@ -24,6 +24,7 @@ import (
 
 // Rollback triggers, as recorded in status.rollback.trigger.
 const (
+	TriggerAutomatic        = "Automatic"
 	TriggerRollbackLevel    = "RollbackLevel"
 	TriggerMastodonRollback = "MastodonRollback"
 )
@@ -73,8 +74,8 @@ func (r *MastodonMigrationReconciler) rollbackPlan(level int32) []step {
 	return steps
 }
 
-// requestedRollback is the rollback asked for: spec.rollbackLevel, or a higher level a
-// MastodonRollback recorded in status.rollback.
+// requestedRollback is the rollback asked for: spec.rollbackLevel, or a higher or equal level
+// recorded in status.rollback by a MastodonRollback or by the analysis (automatic).
 func requestedRollback(m *v1alpha1.MastodonMigration) (level int32, trigger, reason string) {
 	if rb := m.Status.Rollback; rb != nil && rb.Level >= m.Spec.RollbackLevel {
 		return rb.Level, rb.Trigger, rb.Reason

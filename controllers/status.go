@@ -1,10 +1,14 @@
 package controllers
 
 import (
+	"context"
+	"fmt"
 	"unicode/utf8"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 )
@@ -115,6 +119,20 @@ func stepStartedAt(m *v1alpha1.MastodonMigration, name string) *metav1.Time {
 		if s.Name == name {
 			return s.StartedAt
 		}
+	}
+	return nil
+}
+
+// patchStatus writes obj's status if it differs from base's, once, at the end of a reconcile.
+// The optimistic lock keeps it from overwriting what the other controller wrote meanwhile (a
+// rollback recorded on a migration); a conflict is retried by the workqueue.
+func patchStatus(ctx context.Context, c client.Client, obj client.Object, base client.Object, changed bool) error {
+	if !changed {
+		return nil
+	}
+	err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("patching status: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
@@ -50,8 +51,16 @@ func (r *MastodonMigrationReconciler) observe(ctx context.Context, m *v1alpha1.M
 	}
 	m.Status.Analysis = &v1alpha1.AnalysisStatus{Verdict: verdict, LastMeasuredAt: &now}
 	if verdict == VerdictUnhealthy {
-		return outcome{state: v1alpha1.StepFailed, message: "the new stack stopped being ready: " + strings.Join(waiting, "; ") +
-			": set spec.rollbackLevel to 1 to move the traffic back"}, nil
+		msg := "the new stack stopped being ready: " + strings.Join(waiting, "; ")
+		if !automaticRollback(m) {
+			return outcome{state: v1alpha1.StepFailed, message: msg + ": set spec.rollbackLevel to 1 to move the traffic back"}, nil
+		}
+		// Level 1 is the rollback the runbook takes at once: the old stack still runs until the
+		// window ends, so only the traffic moves.
+		m.Status.Rollback = &v1alpha1.RollbackStatus{Level: 1, Trigger: TriggerAutomatic, Reason: msg, StartedAt: &now}
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "AutomaticRollback", "Rollback", "%s", eventNote(msg+": rolling back at level 1"))
+		return outcome{state: v1alpha1.StepFailed, message: msg + ": rolled back automatically at level 1",
+			requeueAfter: recordFirst}, nil
 	}
 	window := analysisWindow(m)
 	elapsed := now.Sub(m.Status.Traffic.SwitchedAt.Time)
@@ -61,4 +70,10 @@ func (r *MastodonMigrationReconciler) observe(ctx context.Context, m *v1alpha1.M
 	}
 	return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("watching the new stack: %s of %s",
 		elapsed.Round(time.Second), window), requeueAfter: min(analysisInterval(m), window-elapsed)}, nil
+}
+
+// automaticRollback reports whether the operator may roll back by itself (spec.rollback.automatic,
+// default true; maxAutomaticLevel is at least 1 by validation).
+func automaticRollback(m *v1alpha1.MastodonMigration) bool {
+	return m.Spec.Rollback.Automatic == nil || *m.Spec.Rollback.Automatic
 }

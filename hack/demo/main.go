@@ -17,8 +17,11 @@ import (
 	"syscall"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -115,7 +118,35 @@ func run(ctx context.Context, dir string) error {
 		return err
 	}
 
-	heading("5. A migration preflight refuses: a chart version that does not exist, a Deployment that does not")
+	heading("5. Another instance: a failure injected after the switch, and the automatic rollback")
+	const canary = "mastodon-canary"
+	if _, err := h.DeployMastodon(ctx, canary); err != nil {
+		return err
+	}
+	failing, _ := sample(h)
+	failing.Namespace = canary
+	failing.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+	failing.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
+	if err := h.Client.Create(ctx, failing); err != nil {
+		return err
+	}
+	say("created MastodonMigration %s/%s; waiting until the new stack takes the traffic", canary, failing.Name)
+	if err := waitPhase(ctx, h, failing, v1alpha1.PhaseObserving); err != nil {
+		return err
+	}
+	say("injecting a failure: the release's web pods now need a node pool that does not exist")
+	if err := h.Client.Patch(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: canary, Name: "mastodon-helm-web"}},
+		client.RawPatch(types.MergePatchType, []byte(`{"spec":{"template":{"spec":{"nodeSelector":{"cloud.google.com/gke-nodepool":"no-such-pool"}}}}}`))); err != nil {
+		return err
+	}
+	if err := follow(ctx, h, failing); err != nil {
+		return err
+	}
+	if err := kubectl(h, "", "get", "services", "-n", canary, "-o", "custom-columns=SERVICE:.metadata.name,SELECTOR:.spec.selector"); err != nil {
+		return err
+	}
+
+	heading("6. A migration preflight refuses: a chart version that does not exist, a Deployment that does not")
 	broken, _ := sample(h)
 	broken.Name = "broken"
 	broken.Spec.Release.Chart.Version = "9.9.9"
@@ -134,7 +165,7 @@ func run(ctx context.Context, dir string) error {
 		say("finding %-18s %-32s %s", f.Check, f.Object, f.Message)
 	}
 
-	heading("6. The API server refuses an invalid migration, saying what to fix")
+	heading("7. The API server refuses an invalid migration, saying what to fix")
 	invalid, _ := sample(h)
 	invalid.Name = "invalid"
 	invalid.Spec.RollbackLevel = 3
@@ -224,13 +255,25 @@ func follow(ctx context.Context, h *harness.Harness, m *v1alpha1.MastodonMigrati
 	}
 }
 
+// waitPhase waits until a migration reaches a phase.
+func waitPhase(ctx context.Context, h *harness.Harness, m *v1alpha1.MastodonMigration, phase v1alpha1.Phase) error {
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		got := &v1alpha1.MastodonMigration{}
+		if err := h.Client.Get(ctx, client.ObjectKeyFromObject(m), got); err != nil {
+			return false, err
+		}
+		return got.Status.Phase == phase, nil
+	})
+}
+
 // settled reports whether the operator has fully handled the migration's spec and stopped: it
 // completed, or waits on a person.
 func settled(m *v1alpha1.MastodonMigration) bool {
 	if m.Status.ObservedGeneration != m.Generation {
 		return false
 	}
-	return meta.IsStatusConditionTrue(m.Status.Conditions, "Ready") || meta.IsStatusConditionTrue(m.Status.Conditions, "Stalled")
+	return m.Status.Phase == v1alpha1.PhaseRolledBack || meta.IsStatusConditionTrue(m.Status.Conditions, "Ready") ||
+		meta.IsStatusConditionTrue(m.Status.Conditions, "Stalled")
 }
 
 // kubectl runs the cluster's own kubectl and prints what it says, indented.

@@ -124,9 +124,11 @@ func liveObjects(t *testing.T, ctx context.Context, ns string, objs []*unstructu
 	return out
 }
 
-func TestBlueGreenMigrationCompletes(t *testing.T) {
-	ctx := context.Background()
-	ns := "mastodon-bluegreen"
+// migrateToCompleted deploys the fixture in a namespace of its own and runs the sample
+// migration, watched for 5 s, to Completed. It returns the fixture's objects, what they were
+// before the migration, and the migration.
+func migrateToCompleted(t *testing.T, ctx context.Context, ns string) ([]*unstructured.Unstructured, map[string]*unstructured.Unstructured, *v1alpha1.MastodonMigration) {
+	t.Helper()
 	objs, err := h.DeployMastodon(ctx, ns)
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +141,13 @@ func TestBlueGreenMigrationCompletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
+	return objs, before, m
+}
+
+func TestBlueGreenMigrationCompletes(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-bluegreen"
+	objs, before, m := migrateToCompleted(t, ctx, ns)
 	got, _ := getMigration(ctx, m)()
 	g := gomega.NewWithT(t)
 	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Ready")).To(gomega.BeTrue())

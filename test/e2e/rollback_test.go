@@ -8,6 +8,7 @@ import (
 	"github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,18 +68,7 @@ func TestLevel1RollbackMovesTheTrafficBackToTheOldPods(t *testing.T) {
 func TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-level2"
-	objs, err := h.DeployMastodon(ctx, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := liveObjects(t, ctx, ns, objs)
-	m := sampleMigration(t, ns)
-	m.Spec.Analysis.Window = &metav1.Duration{Duration: 5 * time.Second}
-	m.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
-	if err := h.Client.Create(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
+	objs, before, m := migrateToCompleted(t, ctx, ns)
 
 	rb := &v1alpha1.MastodonRollback{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "back-to-kustomize"},
@@ -117,4 +107,55 @@ func TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly(t *testing.T) 
 	for key, b := range before {
 		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
 	}
+}
+
+// TestAnUnreadyNewStackIsRolledBackAutomatically injects a failure once the traffic has moved:
+// the release's web pods are replaced by pods no node can run. The operator rolls back at level
+// 1 by itself, and the Services select the old pods again.
+func TestAnUnreadyNewStackIsRolledBackAutomatically(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-automatic"
+	objs, err := h.DeployMastodon(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveObjects(t, ctx, ns, objs)
+	m := sampleMigration(t, ns)
+	m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+	m.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseObserving))
+
+	web := &appsv1.Deployment{}
+	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon-helm-web"}, web); err != nil {
+		t.Fatal(err)
+	}
+	broken := web.DeepCopy()
+	broken.Spec.Template.Spec.NodeSelector = map[string]string{"cloud.google.com/gke-nodepool": "no-such-pool"}
+	if err := h.Client.Patch(ctx, broken, client.MergeFrom(web)); err != nil {
+		t.Fatal(err)
+	}
+
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	got, _ := getMigration(ctx, m)()
+	g := gomega.NewWithT(t)
+	g.Expect(got.Status.Rollback).To(gomega.And(
+		gomega.HaveField("Level", int32(1)), gomega.HaveField("Trigger", "Automatic"),
+		gomega.HaveField("Reason", gomega.ContainSubstring("mastodon-helm-web"))))
+	g.Expect(got.Status.Analysis).To(gomega.HaveField("Verdict", "Unhealthy"))
+	after := liveObjects(t, ctx, ns, objs)
+	for _, name := range []string{"mastodon-web", "mastodon-assets", "mastodon-emoji", "mastodon-streaming"} {
+		g.Expect(snapshot.Compare(after["Service/"+name], before["Service/"+name])).To(gomega.BeEmpty(), name)
+	}
+	eventually(t, func() ([]string, error) {
+		var list eventsv1.EventList
+		err := h.Client.List(ctx, &list, client.InNamespace(ns))
+		var reasons []string
+		for _, e := range list.Items {
+			reasons = append(reasons, e.Reason)
+		}
+		return reasons, err
+	}).Should(gomega.ContainElements("AutomaticRollback", "RolledBack"))
 }
