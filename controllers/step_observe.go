@@ -45,13 +45,24 @@ func (r *MastodonMigrationReconciler) observe(ctx context.Context, m *v1alpha1.M
 	}
 	now := metav1.Now()
 	waiting := notRolledOut(deployments)
-	verdict := VerdictPass
+	analysis := &v1alpha1.AnalysisStatus{Verdict: VerdictPass, LastMeasuredAt: &now}
 	if len(waiting) > 0 {
-		verdict = VerdictUnhealthy
+		analysis.Verdict = VerdictUnhealthy
+		analysis.UnhealthySince = &now
+		if prev := m.Status.Analysis; prev != nil && prev.UnhealthySince != nil {
+			analysis.UnhealthySince = prev.UnhealthySince
+		}
 	}
-	m.Status.Analysis = &v1alpha1.AnalysisStatus{Verdict: verdict, LastMeasuredAt: &now}
-	if verdict == VerdictUnhealthy {
-		msg := "the new stack stopped being ready: " + strings.Join(waiting, "; ")
+	m.Status.Analysis = analysis
+	if analysis.Verdict == VerdictUnhealthy {
+		msg := "the new stack is not ready: " + strings.Join(waiting, "; ")
+		// A rollout passes through not-ready states for moments (a scale, an HPA): act only
+		// once it has lasted an interval.
+		if lasted := now.Sub(analysis.UnhealthySince.Time); lasted < analysisInterval(m) {
+			return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("%s (for %s; acting after %s)",
+				msg, lasted.Round(time.Second), analysisInterval(m)), requeueAfter: analysisInterval(m) - lasted}, nil
+		}
+		msg = fmt.Sprintf("%s, for %s", msg, now.Sub(analysis.UnhealthySince.Time).Round(time.Second))
 		if !automaticRollback(m) {
 			return outcome{state: v1alpha1.StepFailed, message: msg + ": set spec.rollbackLevel to 1 to move the traffic back"}, nil
 		}

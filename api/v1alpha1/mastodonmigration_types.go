@@ -698,6 +698,10 @@ type AnalysisStatus struct {
 	// LastMeasuredAt is when the last measurement was taken.
 	// +optional
 	LastMeasuredAt *metav1.Time `json:"lastMeasuredAt,omitempty"`
+	// UnhealthySince is when the new stack was first seen not ready in the current run of bad
+	// measurements; the operator acts once it has lasted an interval.
+	// +optional
+	UnhealthySince *metav1.Time `json:"unhealthySince,omitempty"`
 }
 
 // RollbackStatus records a rollback.
