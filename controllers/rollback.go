@@ -36,6 +36,8 @@ const (
 	StepRollbackRelease = "RollbackScaleDownRelease"
 	StepRollbackHelm    = "RollbackUninstall"
 	StepRollbackRestore = "RollbackRestore"
+	StepRollbackStopAll = "RollbackStopAll"
+	StepRollbackDB      = "RollbackDatabase"
 )
 
 // sourceReadyTimeout is how long a rollback waits for the old pods, as the runbook's
@@ -59,7 +61,19 @@ func changedCluster(m *v1alpha1.MastodonMigration) bool {
 // rollbackPlan is the state machine of a rollback: level 1 brings the old pods back and moves
 // the traffic to them; level 2 also removes the release and restores every snapshotted object.
 // Each level includes the ones below, so escalating resumes rather than starts again.
+//
+// Level 3 stops every workload of the stack first, restores the database backup, and then
+// restores what level 2 restores, which brings the old pods back on the restored database.
 func (r *MastodonMigrationReconciler) rollbackPlan(level int32) []step {
+	if level >= 3 {
+		return []step{
+			{name: StepRollbackStopAll, phase: v1alpha1.PhaseRollingBack, run: r.rollbackStopAll},
+			{name: StepRollbackDB, phase: v1alpha1.PhaseRollingBack, run: r.rollbackDatabase},
+			{name: StepRollbackTraffic, phase: v1alpha1.PhaseRollingBack, run: r.rollbackTraffic},
+			{name: StepRollbackHelm, phase: v1alpha1.PhaseRollingBack, run: r.rollbackUninstall},
+			{name: StepRollbackRestore, phase: v1alpha1.PhaseRollingBack, run: r.rollbackRestore},
+		}
+	}
 	steps := []step{
 		{name: StepRollbackSource, phase: v1alpha1.PhaseRollingBack, run: r.rollbackSource},
 		{name: StepRollbackTraffic, phase: v1alpha1.PhaseRollingBack, run: r.rollbackTraffic},
@@ -87,13 +101,6 @@ func requestedRollback(m *v1alpha1.MastodonMigration) (level int32, trigger, rea
 // status.rollback). The migration's own plan stops for good: a migration that was rolled back is
 // started again by a new MastodonMigration, after the cause is understood.
 func (r *MastodonMigrationReconciler) rollBack(ctx context.Context, m *v1alpha1.MastodonMigration, level int32, trigger, reason string) (ctrl.Result, error) {
-	if level >= 3 {
-		msg := "rollback level 3 (database restore) is not supported by this version of the operator yet: restore the Cloud SQL backup " +
-			"by hand (status.databaseBackup names it), then set spec.rollbackLevel to 2 on a new migration"
-		setProgress(&m.Status.Conditions, m.Generation, progressStalled, "RollbackNotSupported", msg)
-		m.Status.ObservedGeneration = m.Generation
-		return ctrl.Result{}, nil
-	}
 	rb := m.Status.Rollback
 	if rb == nil || rb.Level < level {
 		now := metav1.Now()
@@ -293,4 +300,66 @@ func (r *MastodonMigrationReconciler) rollbackRestore(ctx context.Context, m *v1
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("snapshot %s restored: %d of %d objects changed back",
 		snapshotName(m), changed, len(outcomes))}, nil
+}
+
+// rollbackStopAll scales every Deployment of the stack, old and new, to 0: nothing may write to
+// the database while it is restored.
+func (r *MastodonMigrationReconciler) rollbackStopAll(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	release, err := r.releaseDeployments(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	src, err := r.sourceStack(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	all := src.all()
+	for _, d := range release {
+		all = append(all, d)
+	}
+	for _, d := range all {
+		if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
+			continue
+		}
+		before := d.DeepCopy()
+		d.Spec.Replicas = ptr.To[int32](0)
+		if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
+			return outcome{}, err
+		}
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d Deployments of the old stack and the release scaled to 0", len(all))}, nil
+}
+
+// rollbackDatabase restores the pre-migration Cloud SQL backup onto the instance and waits for
+// the operation. It only ever runs at level 3, which admission allows only with confirmDataLoss.
+func (r *MastodonMigrationReconciler) rollbackDatabase(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	instance, backup := m.Spec.Rollback.Database.CloudSQL, m.Status.DatabaseBackup
+	if instance == nil || backup == nil || backup.TakenAt == nil {
+		return outcome{state: v1alpha1.StepFailed, message: "no database backup was taken before the migration: there is nothing to restore"}, nil
+	}
+	db, err := r.CloudSQL(ctx)
+	if err != nil {
+		return outcome{}, err
+	}
+	if backup.RestoreOperation == "" {
+		op, err := db.StartRestore(ctx, instance.Project, instance.Instance, backup.ID)
+		if err != nil {
+			return outcome{}, err
+		}
+		backup.RestoreOperation = op
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "DatabaseRestoreStarted", "Rollback",
+			"restoring Cloud SQL backup %s onto %s: writes made since the backup are lost", backup.ID, backup.Instance)
+	}
+	done, err := db.Operation(ctx, instance.Project, backup.RestoreOperation)
+	if err != nil && done {
+		return outcome{state: v1alpha1.StepFailed, message: "the database restore failed: " + err.Error()}, nil
+	}
+	if err != nil {
+		return outcome{}, err
+	}
+	if !done {
+		return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("restoring Cloud SQL backup %s onto %s (operation %s)",
+			backup.ID, backup.Instance, backup.RestoreOperation), requeueAfter: backupPoll}, nil
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("Cloud SQL backup %s restored onto %s", backup.ID, backup.Instance)}, nil
 }

@@ -26,12 +26,15 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/database/sqladmintest"
 	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
 	"github.com/mastodon-operator/mastodon-operator/test/harness"
 )
 
 var (
 	h *harness.Harness
+	// cloudSQL is a local server speaking the Cloud SQL Admin API, holding instance my-project/mastodon-db.
+	cloudSQL *sqladmintest.Server
 	// operator is the operator every test shares; a test may stop it and start another.
 	operator *harness.Operator
 )
@@ -51,7 +54,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	h, err = harness.Start(ctx, harness.Options{OperatorLog: logFile})
+	cloudSQL = sqladmintest.New(sqladmintest.Options{})
+	defer cloudSQL.Close()
+	cloudSQL.AddInstance("my-project", "mastodon-db")
+	h, err = harness.Start(ctx, harness.Options{OperatorLog: logFile, CloudSQL: cloudSQL.ClientOptions()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/database/sqladmintest"
 	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
 )
 
@@ -158,4 +159,58 @@ func TestAnUnreadyNewStackIsRolledBackAutomatically(t *testing.T) {
 		}
 		return reasons, err
 	}).Should(gomega.ContainElements("AutomaticRollback", "RolledBack"))
+}
+
+// TestLevel3RollbackRestoresTheDatabaseBackup backs the database up before the install, then
+// rolls back at level 3 with a confirmed MastodonRollback: every workload stops, the backup is
+// restored once through the Cloud SQL Admin API, and the stack is restored as level 2 does.
+func TestLevel3RollbackRestoresTheDatabaseBackup(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-level3"
+	objs, err := h.DeployMastodon(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveObjects(t, ctx, ns, objs)
+	m := sampleMigration(t, ns)
+	m.Spec.Rollback.Database.CloudSQL = &v1alpha1.CloudSQLInstance{Project: "my-project", Instance: "mastodon-db"}
+	m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseObserving))
+	got, _ := getMigration(ctx, m)()
+	g := gomega.NewWithT(t)
+	g.Expect(got.Status.DatabaseBackup).To(gomega.And(gomega.HaveField("State", "SUCCESSFUL"), gomega.HaveField("ID", gomega.Not(gomega.BeEmpty()))))
+
+	unconfirmed := &v1alpha1.MastodonRollback{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "restore-db"},
+		Spec:       v1alpha1.MastodonRollbackSpec{MigrationRef: v1alpha1.LocalObjectReference{Name: m.Name}, Level: 3},
+	}
+	err = h.Client.Create(ctx, unconfirmed)
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring("set confirmDataLoss: true to confirm")))
+
+	confirmed := unconfirmed.DeepCopy()
+	confirmed.Spec.ConfirmDataLoss = true
+	confirmed.Spec.Reason = "db:migrate corrupted the accounts table"
+	g.Expect(h.Client.Create(ctx, confirmed)).To(gomega.Succeed())
+	getRollback := func() (*v1alpha1.MastodonRollback, error) {
+		rb := &v1alpha1.MastodonRollback{}
+		return rb, h.Client.Get(ctx, client.ObjectKeyFromObject(confirmed), rb)
+	}
+	eventually(t, getRollback).WithTimeout(2 * time.Minute).Should(gomega.HaveField("Status.Phase", v1alpha1.RollbackSucceeded))
+	rb, _ := getRollback()
+	var stepNames []string
+	for _, s := range rb.Status.Steps {
+		stepNames = append(stepNames, s.Name+"="+string(s.State))
+	}
+	g.Expect(stepNames).To(gomega.Equal([]string{"Resolve=Succeeded", "RollbackStopAll=Succeeded", "RollbackDatabase=Succeeded",
+		"RollbackTraffic=Succeeded", "RollbackUninstall=Succeeded", "RollbackRestore=Succeeded"}))
+	got, _ = getMigration(ctx, m)()
+	g.Expect(cloudSQL.CallsTo(sqladmintest.InstancesRestoreBackup)).To(gomega.HaveLen(1), "the backup is restored exactly once")
+	g.Expect(cloudSQL.Restored("my-project", "mastodon-db")).To(gomega.Equal([]string{got.Status.DatabaseBackup.ID}))
+	after := liveObjects(t, ctx, ns, objs)
+	for key, b := range before {
+		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"google.golang.org/api/option"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -55,6 +56,8 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// OperatorLog receives the operator's log (default: discarded).
 	OperatorLog io.Writer
+	// CloudSQL points the operator's Cloud SQL Admin client at a server (a local one in tests).
+	CloudSQL []option.ClientOption
 }
 
 // Harness is a running local cluster with the operator's CRDs and a chart repository.
@@ -67,6 +70,7 @@ type Harness struct {
 
 	repo        *chartrepo.Server
 	operatorLog io.Writer
+	cloudSQL    []option.ClientOption
 	tempDir     string
 }
 
@@ -86,7 +90,7 @@ func RepoPath(elem ...string) string {
 
 // Start brings up the cluster, installs the CRDs and serves the test chart.
 func Start(ctx context.Context, opts Options) (_ *Harness, err error) {
-	h := &Harness{Scheme: Scheme(), operatorLog: opts.OperatorLog}
+	h := &Harness{Scheme: Scheme(), operatorLog: opts.OperatorLog, cloudSQL: opts.CloudSQL}
 	if h.operatorLog == nil {
 		h.operatorLog = io.Discard
 	}
@@ -164,7 +168,7 @@ func (h *Harness) StartOperator(ctx context.Context) (*Operator, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := controllers.Setup(mgr, controllers.Options{}); err != nil {
+	if err := controllers.Setup(mgr, controllers.Options{CloudSQL: h.cloudSQL}); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(logr.NewContext(ctx, logger))
