@@ -15,12 +15,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+	"github.com/mastodon-operator/mastodon-operator/internal/testenv"
 	"github.com/mastodon-operator/mastodon-operator/internal/values"
 	"github.com/mastodon-operator/mastodon-operator/test/fixture"
 )
@@ -30,37 +29,19 @@ import (
 // fixture, the values are generated from it as the controller does, and the chart is the test
 // chart that mirrors the official one.
 
-var apiServerOnce struct {
-	sync.Once
-	env *envtest.Environment
-	cfg *rest.Config
-	err error
-}
+// apiServerEnv is the API server the package's tests share.
+var apiServerEnv = testenv.Shared{CRDs: []string{fixture.Testdata("crds")}}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if apiServerOnce.env != nil {
-		_ = apiServerOnce.env.Stop()
-	}
+	apiServerEnv.Stop()
 	os.Exit(code)
 }
 
+// apiServer returns a client of the shared API server.
 func apiServer(t *testing.T) client.Client {
 	t.Helper()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`, or set it to the output of hack/tools/build.sh")
-	}
-	apiServerOnce.Do(func() {
-		env := &envtest.Environment{CRDDirectoryPaths: []string{fixture.Testdata("crds")}, ErrorIfCRDPathMissing: true}
-		apiServerOnce.cfg, apiServerOnce.err = env.Start()
-		if apiServerOnce.err == nil {
-			apiServerOnce.env = env
-		}
-	})
-	if apiServerOnce.err != nil {
-		t.Fatalf("starting envtest: %v", apiServerOnce.err)
-	}
-	c, err := client.New(apiServerOnce.cfg, client.Options{Scheme: clientgoscheme.Scheme})
+	c, err := client.New(apiServerEnv.Config(t), client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}

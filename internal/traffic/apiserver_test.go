@@ -7,7 +7,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"sync"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -18,11 +17,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/mastodon-operator/mastodon-operator/internal/testenv"
 	"github.com/mastodon-operator/mastodon-operator/test/fixture"
 )
 
@@ -32,38 +30,19 @@ import (
 
 const fieldOwner = "mastodon-operator"
 
-var apiServerOnce struct {
-	sync.Once
-	env *envtest.Environment
-	cfg *rest.Config
-	err error
-}
+// apiServerEnv is the API server the package's tests share.
+var apiServerEnv = testenv.Shared{CRDs: []string{fixture.Testdata("crds")}}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if apiServerOnce.env != nil {
-		_ = apiServerOnce.env.Stop()
-	}
+	apiServerEnv.Stop()
 	os.Exit(code)
 }
 
 // apiServer returns a client of the shared API server.
 func apiServer(t *testing.T) client.WithWatch {
 	t.Helper()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`, or set it to the output of hack/tools/build.sh")
-	}
-	apiServerOnce.Do(func() {
-		env := &envtest.Environment{CRDDirectoryPaths: []string{fixture.Testdata("crds")}, ErrorIfCRDPathMissing: true}
-		apiServerOnce.cfg, apiServerOnce.err = env.Start()
-		if apiServerOnce.err == nil {
-			apiServerOnce.env = env
-		}
-	})
-	if apiServerOnce.err != nil {
-		t.Fatalf("starting envtest: %v", apiServerOnce.err)
-	}
-	c, err := client.NewWithWatch(apiServerOnce.cfg, client.Options{Scheme: clientgoscheme.Scheme})
+	c, err := client.NewWithWatch(apiServerEnv.Config(t), client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
