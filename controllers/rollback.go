@@ -135,41 +135,30 @@ func (r *MastodonMigrationReconciler) rolledBack(m *v1alpha1.MastodonMigration, 
 	return ctrl.Result{}, nil
 }
 
-// storedObjects reads the snapshot's objects of one kind by name.
-func (r *MastodonMigrationReconciler) storedObjects(ctx context.Context, m *v1alpha1.MastodonMigration, kind string, into func(name string) any) error {
-	stored, err := snapshot.Load(ctx, r.Client, m.Namespace, snapshotName(m))
-	if err != nil {
-		return err
-	}
-	for _, u := range stored {
-		if u.GetKind() != kind {
-			continue
-		}
-		if dst := into(u.GetName()); dst != nil {
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, dst); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // rollbackSource scales the old Deployments back to their snapshot replicas, points the HPAs
 // back at them, and waits until they are ready.
 func (r *MastodonMigrationReconciler) rollbackSource(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
-	stored := map[string]*appsv1.Deployment{}
-	hpas := map[string]*autoscalingv2.HorizontalPodAutoscaler{}
-	if err := r.storedObjects(ctx, m, "Deployment", func(name string) any {
-		stored[name] = &appsv1.Deployment{}
-		return stored[name]
-	}); err != nil {
+	objects, err := snapshot.Load(ctx, r.Client, m.Namespace, snapshotName(m))
+	if err != nil {
 		return outcome{}, err
 	}
-	if err := r.storedObjects(ctx, m, "HorizontalPodAutoscaler", func(name string) any {
-		hpas[name] = &autoscalingv2.HorizontalPodAutoscaler{}
-		return hpas[name]
-	}); err != nil {
-		return outcome{}, err
+	stored := map[string]*appsv1.Deployment{}
+	hpas := map[string]*autoscalingv2.HorizontalPodAutoscaler{}
+	for _, u := range objects {
+		var into any
+		switch u.GetKind() {
+		case "Deployment":
+			stored[u.GetName()] = &appsv1.Deployment{}
+			into = stored[u.GetName()]
+		case "HorizontalPodAutoscaler":
+			hpas[u.GetName()] = &autoscalingv2.HorizontalPodAutoscaler{}
+			into = hpas[u.GetName()]
+		default:
+			continue
+		}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
+			return outcome{}, err
+		}
 	}
 	var waiting []string
 	for name, want := range stored {
