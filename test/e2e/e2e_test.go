@@ -130,10 +130,11 @@ func liveObjects(t *testing.T, ctx context.Context, ns string, objs []*unstructu
 	return out
 }
 
-// migrateToCompleted deploys the fixture in a namespace of its own and runs the sample
-// migration, watched for 5 s, to Completed. It returns the fixture's objects, what they were
-// before the migration, and the migration.
-func migrateToCompleted(t *testing.T, ctx context.Context, ns string) ([]*unstructured.Unstructured, map[string]*unstructured.Unstructured, *v1alpha1.MastodonMigration) {
+// migrateTo deploys the fixture in a namespace of its own, creates the sample migration as
+// configure changes it, and waits until the migration reaches phase. It returns the fixture's
+// objects, what they were before the migration, and the migration.
+func migrateTo(t *testing.T, ctx context.Context, ns string, phase v1alpha1.Phase,
+	configure func(*v1alpha1.MastodonMigration)) ([]*unstructured.Unstructured, map[string]*unstructured.Unstructured, *v1alpha1.MastodonMigration) {
 	t.Helper()
 	objs, err := h.DeployMastodon(ctx, ns)
 	if err != nil {
@@ -141,19 +142,24 @@ func migrateToCompleted(t *testing.T, ctx context.Context, ns string) ([]*unstru
 	}
 	before := liveObjects(t, ctx, ns, objs)
 	m := sampleMigration(t, ns)
-	m.Spec.Analysis.Window = &metav1.Duration{Duration: 5 * time.Second}
-	m.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
+	configure(m)
 	if err := h.Client.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", phase))
 	return objs, before, m
+}
+
+// shortWindow watches the new stack for 5 s, so the migration completes quickly.
+func shortWindow(m *v1alpha1.MastodonMigration) {
+	m.Spec.Analysis.Window = &metav1.Duration{Duration: 5 * time.Second}
+	m.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
 }
 
 func TestBlueGreenMigrationCompletes(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-bluegreen"
-	objs, before, m := migrateToCompleted(t, ctx, ns)
+	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseCompleted, shortWindow)
 	got, _ := getMigration(ctx, m)()
 	g := gomega.NewWithT(t)
 	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Ready")).To(gomega.BeTrue())

@@ -23,17 +23,9 @@ import (
 func TestLevel1RollbackMovesTheTrafficBackToTheOldPods(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-level1"
-	objs, err := h.DeployMastodon(ctx, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := liveObjects(t, ctx, ns, objs)
-	m := sampleMigration(t, ns)
-	m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
-	if err := h.Client.Create(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseObserving))
+	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseObserving, func(m *v1alpha1.MastodonMigration) {
+		m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+	})
 	latest, _ := getMigration(ctx, m)()
 	raised := latest.DeepCopy()
 	raised.Spec.RollbackLevel = 1
@@ -69,7 +61,7 @@ func TestLevel1RollbackMovesTheTrafficBackToTheOldPods(t *testing.T) {
 func TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-level2"
-	objs, before, m := migrateToCompleted(t, ctx, ns)
+	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseCompleted, shortWindow)
 
 	rb := &v1alpha1.MastodonRollback{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "back-to-kustomize"},
@@ -116,18 +108,10 @@ func TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly(t *testing.T) 
 func TestAnUnreadyNewStackIsRolledBackAutomatically(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-automatic"
-	objs, err := h.DeployMastodon(ctx, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := liveObjects(t, ctx, ns, objs)
-	m := sampleMigration(t, ns)
-	m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
-	m.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
-	if err := h.Client.Create(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseObserving))
+	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseObserving, func(m *v1alpha1.MastodonMigration) {
+		m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+		m.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
+	})
 
 	web := &appsv1.Deployment{}
 	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon-helm-web"}, web); err != nil {
@@ -167,18 +151,10 @@ func TestAnUnreadyNewStackIsRolledBackAutomatically(t *testing.T) {
 func TestLevel3RollbackRestoresTheDatabaseBackup(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-level3"
-	objs, err := h.DeployMastodon(ctx, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := liveObjects(t, ctx, ns, objs)
-	m := sampleMigration(t, ns)
-	m.Spec.Rollback.Database.CloudSQL = &v1alpha1.CloudSQLInstance{Project: "my-project", Instance: "mastodon-db"}
-	m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
-	if err := h.Client.Create(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseObserving))
+	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseObserving, func(m *v1alpha1.MastodonMigration) {
+		m.Spec.Rollback.Database.CloudSQL = &v1alpha1.CloudSQLInstance{Project: "my-project", Instance: "mastodon-db"}
+		m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+	})
 	got, _ := getMigration(ctx, m)()
 	g := gomega.NewWithT(t)
 	g.Expect(got.Status.DatabaseBackup).To(gomega.And(gomega.HaveField("State", "SUCCESSFUL"), gomega.HaveField("ID", gomega.Not(gomega.BeEmpty()))))
@@ -187,7 +163,7 @@ func TestLevel3RollbackRestoresTheDatabaseBackup(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "restore-db"},
 		Spec:       v1alpha1.MastodonRollbackSpec{MigrationRef: v1alpha1.LocalObjectReference{Name: m.Name}, Level: 3},
 	}
-	err = h.Client.Create(ctx, unconfirmed)
+	err := h.Client.Create(ctx, unconfirmed)
 	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring("set confirmDataLoss: true to confirm")))
 
 	confirmed := unconfirmed.DeepCopy()
