@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -59,6 +60,10 @@ type MastodonMigrationSpec struct {
 	// Cleanup says what becomes of the old stack once the migration completes.
 	// +optional
 	Cleanup CleanupSpec `json:"cleanup,omitempty"`
+
+	// Maintenance is the maintenance page of the Maintenance strategy.
+	// +optional
+	Maintenance MaintenanceSpec `json:"maintenance,omitempty"`
 
 	// Traffic is how traffic moves to the release.
 	// +kubebuilder:default={}
@@ -284,6 +289,21 @@ type TrafficSpec struct {
 	Method TrafficMethod `json:"method,omitempty"`
 }
 
+// MaintenanceSpec overrides the project's maintenance page: nginx serving one HTML page with
+// status 503, and 200 on Mastodon's health paths so the load balancer keeps the backends.
+type MaintenanceSpec struct {
+	// Page is the HTML shown instead of the project's default page.
+	// +kubebuilder:validation:MaxLength=262144
+	// +optional
+	Page string `json:"page,omitempty"`
+
+	// Image is an nginx image that runs as a non-root user, instead of the default
+	// nginxinc/nginx-unprivileged.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
+}
+
 // AnalysisSpec is how the new stack is watched.
 // +kubebuilder:validation:XValidation:rule="!has(self.interval) || !has(self.window) || duration(self.window) >= duration(self.interval)",message="analysis.window must be at least analysis.interval"
 type AnalysisSpec struct {
@@ -312,6 +332,11 @@ type AnalysisSpec struct {
 	// +optional
 	CloudMonitoring *CloudMonitoringAnalysis `json:"cloudMonitoring,omitempty"`
 
+	// Sidekiq reads the job queues from Redis: the age of the oldest enqueued job and whether
+	// jobs are being processed.
+	// +optional
+	Sidekiq *SidekiqAnalysis `json:"sidekiq,omitempty"`
+
 	// Thresholds are the rollback procedure's criteria; the defaults are the procedure's own.
 	// +kubebuilder:default={}
 	// +optional
@@ -325,6 +350,43 @@ type HTTPAnalysis struct {
 	// +kubebuilder:validation:MaxLength=2048
 	// +required
 	URL string `json:"url"`
+
+	// Requests is how many requests each measurement sends.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Requests int32 `json:"requests,omitempty"`
+
+	// Timeout of one request; a request that times out counts as failed.
+	// +kubebuilder:default="5s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('1m')",message="analysis.http.timeout must be between 0s and 1m"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// SidekiqAnalysis reads Sidekiq's queues and counters from its Redis.
+type SidekiqAnalysis struct {
+	// Address of the Redis server, host:port.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +required
+	Address string `json:"address"`
+
+	// PasswordSecretRef names the key of a Secret, in the migration's namespace, that holds the
+	// Redis password.
+	// +optional
+	PasswordSecretRef *corev1.SecretKeySelector `json:"passwordSecretRef,omitempty"`
+
+	// DB is the Redis database number.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	DB int32 `json:"db,omitempty"`
+
+	// Namespace is the key prefix Sidekiq uses (REDIS_NAMESPACE), if any.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // PrometheusAnalysis reads metrics from a Prometheus HTTP API.
@@ -335,12 +397,16 @@ type PrometheusAnalysis struct {
 	// +optional
 	Address string `json:"address,omitempty"`
 
-	// ErrorRateQuery is a PromQL expression giving the fraction of 5xx responses (0 to 1).
+	// ErrorRateQuery is a PromQL expression giving the fraction of 5xx responses (0 to 1). The
+	// default reads ingress-nginx's metrics for the migration's Ingress. $namespace, $ingress
+	// and $window are replaced by the migration's namespace, spec.source.ingress and the
+	// analysis interval.
 	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	ErrorRateQuery string `json:"errorRateQuery,omitempty"`
 
-	// LatencyQuery is a PromQL expression giving a latency in seconds.
+	// LatencyQuery is a PromQL expression giving a latency in seconds; the default is the 95th
+	// percentile of ingress-nginx's request duration. The same placeholders apply.
 	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	LatencyQuery string `json:"latencyQuery,omitempty"`
@@ -352,6 +418,14 @@ type CloudMonitoringAnalysis struct {
 	// +kubebuilder:validation:Pattern=`^$|^[a-z][-a-z0-9]{4,28}[a-z0-9]$`
 	// +optional
 	ProjectID string `json:"projectID,omitempty"`
+
+	// Filter is added to the time series filter, such as
+	// resource.labels.url_map_name = "k8s2-um-abc-mastodon-mastodon". By default the series are
+	// the load balancer backends of the migration's Services (GKE NEG names carry the namespace
+	// and the Service name).
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	Filter string `json:"filter,omitempty"`
 }
 
 // Thresholds are the rollback procedure's criteria.
@@ -395,6 +469,12 @@ type HighThreshold struct {
 	// +optional
 	LatencyRatio string `json:"latencyRatio,omitempty"`
 
+	// JobsNotProcessed counts Sidekiq jobs waiting while none is processed as a high breach
+	// (needs analysis.sidekiq).
+	// +kubebuilder:default=true
+	// +optional
+	JobsNotProcessed *bool `json:"jobsNotProcessed,omitempty"`
+
 	// For is how long the threshold must hold before it acts.
 	// +kubebuilder:default="15m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="for must be a duration between 0s and 24h, such as \"15m\""
@@ -435,6 +515,20 @@ type RollbackSpec struct {
 	// +kubebuilder:validation:Maximum=2
 	// +optional
 	MaxAutomaticLevel int32 `json:"maxAutomaticLevel,omitempty"`
+
+	// SourceReadyTimeout is how long a rollback waits for the old pods to be ready (the
+	// runbook's kubectl wait --timeout=60s).
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('1h')",message="rollback.sourceReadyTimeout must be between 0s and 1h"
+	// +optional
+	SourceReadyTimeout *metav1.Duration `json:"sourceReadyTimeout,omitempty"`
+
+	// Watch is how long the restored stack is watched after a rollback; the result goes into
+	// status.rollback.
+	// +kubebuilder:default="30m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('168h')",message="rollback.watch must be between 0s and 168h"
+	// +optional
+	Watch *metav1.Duration `json:"watch,omitempty"`
 
 	// Database is where the pre-migration database backup is taken and restored from.
 	// +optional
@@ -686,15 +780,38 @@ type TrafficChange struct {
 
 // AnalysisStatus is the last measurement of the new stack.
 type AnalysisStatus struct {
-	// Verdict of the last measurement: Pass, Inconclusive, or the severity crossed.
+	// Verdict of the last measurement: Pass, Inconclusive (no data), Breaching (a threshold is
+	// crossed but has not held long enough to act) or Failed (a rollback is called for).
 	// +optional
 	Verdict string `json:"verdict,omitempty"`
-	// ErrorRate is the last measured fraction of 5xx responses.
+	// ErrorRate is the last measured fraction of 5xx responses, the worst of the providers.
 	// +optional
 	ErrorRate string `json:"errorRate,omitempty"`
+	// Latency is the last measured latency, the worst of the providers.
+	// +optional
+	Latency string `json:"latency,omitempty"`
 	// LatencyRatio is the last latency over the baseline.
 	// +optional
 	LatencyRatio string `json:"latencyRatio,omitempty"`
+	// QueueLatency is the age of the oldest enqueued Sidekiq job.
+	// +optional
+	QueueLatency string `json:"queueLatency,omitempty"`
+	// JobsProcessed is Sidekiq's processed counter at the last measurement; a counter that does
+	// not move while jobs wait means jobs are not processed.
+	// +optional
+	JobsProcessed *int64 `json:"jobsProcessed,omitempty"`
+	// Baseline is the old stack measured before the traffic moved.
+	// +optional
+	Baseline *Baseline `json:"baseline,omitempty"`
+	// Breaches are the thresholds crossed now, each with since when.
+	// +listType=atomic
+	// +optional
+	Breaches []Breach `json:"breaches,omitempty"`
+	// Providers is the state of each metric provider.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Providers []ProviderStatus `json:"providers,omitempty"`
 	// LastMeasuredAt is when the last measurement was taken.
 	// +optional
 	LastMeasuredAt *metav1.Time `json:"lastMeasuredAt,omitempty"`
@@ -702,6 +819,50 @@ type AnalysisStatus struct {
 	// measurements; the operator acts once it has lasted an interval.
 	// +optional
 	UnhealthySince *metav1.Time `json:"unhealthySince,omitempty"`
+}
+
+// Baseline is the old stack's error rate and latency before the traffic moved.
+type Baseline struct {
+	// ErrorRate of the old stack.
+	// +optional
+	ErrorRate string `json:"errorRate,omitempty"`
+	// Latency of the old stack.
+	// +optional
+	Latency string `json:"latency,omitempty"`
+	// MeasuredAt is when it was measured.
+	// +optional
+	MeasuredAt *metav1.Time `json:"measuredAt,omitempty"`
+}
+
+// Breach is one threshold crossed.
+type Breach struct {
+	// Severity is Critical, High or Medium.
+	Severity string `json:"severity"`
+	// Metric is errorRate, latencyRatio or jobsNotProcessed.
+	Metric string `json:"metric"`
+	// Value measured.
+	Value string `json:"value"`
+	// Threshold crossed.
+	Threshold string `json:"threshold"`
+	// Since is when the breach was first measured in the current run of breaching measurements.
+	Since metav1.Time `json:"since"`
+	// For is how long it must hold before it acts.
+	// +optional
+	For string `json:"for,omitempty"`
+}
+
+// ProviderStatus is the state of one metric provider.
+type ProviderStatus struct {
+	// Name of the provider: http, prometheus, cloudMonitoring or sidekiq.
+	Name string `json:"name"`
+	// Available is false while the provider gives no data.
+	Available bool `json:"available"`
+	// Message is the provider's last values, or why it gave no data.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Since is when Available last changed.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
 }
 
 // RollbackStatus records a rollback.
@@ -713,12 +874,22 @@ type RollbackStatus struct {
 	// Reason says why.
 	// +optional
 	Reason string `json:"reason,omitempty"`
+	// Breaches are the metric values that caused an automatic rollback.
+	// +listType=atomic
+	// +optional
+	Breaches []Breach `json:"breaches,omitempty"`
 	// StartedAt is when it started.
 	// +optional
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
 	// FinishedAt is when it finished.
 	// +optional
 	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	// WatchedUntil is when the watch of the restored stack ends.
+	// +optional
+	WatchedUntil *metav1.Time `json:"watchedUntil,omitempty"`
+	// Result of the watch of the restored stack: Watching, Healthy or Unhealthy, with why.
+	// +optional
+	Result string `json:"result,omitempty"`
 }
 
 // MastodonMigration carries a Kustomize-managed Mastodon over to a Helm release of the official
