@@ -33,7 +33,8 @@ func indexSourceObjects(ctx context.Context, mgr ctrl.Manager) error {
 		if m.Spec.Source.Ingress != "" {
 			keys = append(keys, "Ingress/"+m.Spec.Source.Ingress)
 		}
-		return append(keys, releaseKey(m.Spec.Release.Name))
+		// The maintenance page's objects carry its name as their instance label, like a release.
+		return append(keys, releaseKey(m.Spec.Release.Name), releaseKey(maintenancePage(m).Name))
 	})
 }
 

@@ -41,6 +41,9 @@ const (
 	StepObserve        = "Observe"
 	StepFinish         = "Finish"
 	StepStrategy       = "Strategy"
+	StepMaintenanceOn  = "MaintenancePageOn"
+	StepStopSource     = "StopOldStack"
+	StepMaintenanceOff = "MaintenancePageOff"
 )
 
 // plan is the state machine of a migration: the ordered steps of its strategy.
@@ -56,6 +59,21 @@ func (r *MastodonMigrationReconciler) plan(m *v1alpha1.MastodonMigration) []step
 			{name: StepInstall, phase: v1alpha1.PhaseInstalling, run: r.install},
 			{name: StepVerify, phase: v1alpha1.PhaseVerifying, run: r.verify},
 			{name: StepShiftTraffic, phase: v1alpha1.PhaseShiftingTraffic, run: r.shiftTraffic},
+			{name: StepObserve, phase: v1alpha1.PhaseObserving, run: r.observe},
+			{name: StepFinish, phase: v1alpha1.PhaseObserving, run: r.finish},
+		}
+	case v1alpha1.StrategyMaintenance:
+		return []step{
+			preflight,
+			{name: StepValues, phase: v1alpha1.PhasePreflight, run: r.generateValues},
+			{name: StepSnapshot, phase: v1alpha1.PhaseBackingUp, run: r.snapshot},
+			{name: StepMaintenanceOn, phase: v1alpha1.PhaseShiftingTraffic, run: r.maintenanceOn},
+			{name: StepStopSource, phase: v1alpha1.PhaseShiftingTraffic, run: r.stopSource},
+			{name: StepDatabaseBackup, phase: v1alpha1.PhaseBackingUp, run: r.databaseBackup},
+			{name: StepInstall, phase: v1alpha1.PhaseInstalling, run: r.install},
+			{name: StepVerify, phase: v1alpha1.PhaseVerifying, run: r.verify},
+			{name: StepShiftTraffic, phase: v1alpha1.PhaseShiftingTraffic, run: r.shiftTraffic},
+			{name: StepMaintenanceOff, phase: v1alpha1.PhaseShiftingTraffic, run: r.removeMaintenance},
 			{name: StepObserve, phase: v1alpha1.PhaseObserving, run: r.observe},
 			{name: StepFinish, phase: v1alpha1.PhaseObserving, run: r.finish},
 		}

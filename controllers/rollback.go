@@ -38,18 +38,20 @@ const (
 	StepRollbackRestore = "RollbackRestore"
 	StepRollbackStopAll = "RollbackStopAll"
 	StepRollbackDB      = "RollbackDatabase"
+	// StepRollbackMaintenance removes the maintenance page of the Maintenance strategy.
+	StepRollbackMaintenance = "RollbackRemoveMaintenancePage"
 )
 
 // sourceReadyTimeout is how long a rollback waits for the old pods, as the runbook's
 // `kubectl wait --timeout=60s`.
 const sourceReadyTimeout = 60 * time.Second
 
-// changedCluster reports whether a step that changes the stack has started: the install, the
-// traffic switch or the clean-up. Preflight, values and the snapshot change nothing it runs on.
+// changedCluster reports whether a step that changes the stack has started: the maintenance
+// page, the install, the traffic switch or the clean-up. Preflight, values and the snapshot change nothing it runs on.
 func changedCluster(m *v1alpha1.MastodonMigration) bool {
 	for _, s := range m.Status.Steps {
 		switch s.Name {
-		case StepInstall, StepShiftTraffic, StepFinish:
+		case StepMaintenanceOn, StepStopSource, StepInstall, StepShiftTraffic, StepFinish:
 			if s.State != v1alpha1.StepPending {
 				return true
 			}
@@ -64,7 +66,7 @@ func changedCluster(m *v1alpha1.MastodonMigration) bool {
 //
 // Level 3 stops every workload of the stack first, restores the database backup, and then
 // restores what level 2 restores, which brings the old pods back on the restored database.
-func (r *MastodonMigrationReconciler) rollbackPlan(level int32) []step {
+func (r *MastodonMigrationReconciler) rollbackPlan(m *v1alpha1.MastodonMigration, level int32) []step {
 	if level >= 3 {
 		return []step{
 			{name: StepRollbackStopAll, phase: v1alpha1.PhaseRollingBack, run: r.rollbackStopAll},
@@ -78,6 +80,9 @@ func (r *MastodonMigrationReconciler) rollbackPlan(level int32) []step {
 		{name: StepRollbackSource, phase: v1alpha1.PhaseRollingBack, run: r.rollbackSource},
 		{name: StepRollbackTraffic, phase: v1alpha1.PhaseRollingBack, run: r.rollbackTraffic},
 		{name: StepRollbackRelease, phase: v1alpha1.PhaseRollingBack, run: r.rollbackScaleDownRelease},
+	}
+	if m.Spec.Strategy == v1alpha1.StrategyMaintenance {
+		steps = append(steps, step{name: StepRollbackMaintenance, phase: v1alpha1.PhaseRollingBack, run: r.removeMaintenance})
 	}
 	if level >= 2 {
 		steps = append(steps,
@@ -118,7 +123,7 @@ func (r *MastodonMigrationReconciler) rollBack(ctx context.Context, m *v1alpha1.
 	if !changedCluster(m) {
 		return r.rolledBack(m, fmt.Sprintf("rolled back at level %d: nothing to undo, the migration had not changed the cluster", level))
 	}
-	result, done, err := r.runSteps(ctx, m, r.rollbackPlan(level))
+	result, done, err := r.runSteps(ctx, m, r.rollbackPlan(m, level))
 	if !done || err != nil {
 		return result, err
 	}
@@ -207,14 +212,10 @@ func (r *MastodonMigrationReconciler) rollbackSource(ctx context.Context, m *v1a
 // rollbackTraffic undoes the recorded traffic switch, field by field.
 func (r *MastodonMigrationReconciler) rollbackTraffic(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
 	t := m.Status.Traffic
-	if t == nil || t.Target != v1alpha1.TrafficToRelease {
-		return outcome{state: v1alpha1.StepSkipped, message: "the traffic never moved to the release"}, nil
+	if t == nil || t.Target == v1alpha1.TrafficToSource {
+		return outcome{state: v1alpha1.StepSkipped, message: "the traffic never left the old stack"}, nil
 	}
-	changes := make([]traffic.Change, len(t.Changes))
-	for i, c := range t.Changes {
-		changes[i] = traffic.Change{Kind: c.Kind, Name: c.Name, Path: c.Path, Component: traffic.Component(c.Component),
-			Before: c.Before, After: c.After}
-	}
+	changes := trafficChanges(t.Changes)
 	if err := traffic.Apply(ctx, r.Client, m.Namespace, traffic.Reverse(changes), fieldOwner); err != nil {
 		return outcome{state: v1alpha1.StepFailed, message: "moving the traffic back: " + err.Error()}, nil
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -38,13 +37,15 @@ func (r *MastodonMigrationReconciler) shiftTraffic(ctx context.Context, m *v1alp
 	to, problems := traffic.ReleaseTargets(releaseDeployments, stack.TargetServices)
 	changes, more := switcher.Plan(stack, to)
 	if problems = append(problems, more...); len(problems) > 0 {
-		msgs := make([]string, len(problems))
-		for i, p := range problems {
-			msgs[i] = p.String()
-		}
-		return outcome{state: v1alpha1.StepFailed, message: "the traffic cannot move: " + strings.Join(msgs, "; ")}, nil
+		return outcome{state: v1alpha1.StepFailed, message: "the traffic cannot move: " + problemList(problems)}, nil
 	}
-	if err := traffic.Apply(ctx, r.Client, m.Namespace, changes, fieldOwner); err != nil {
+	// From the maintenance page, the fields go from where it left them; the record keeps the
+	// changes from the original stack, which is where a rollback returns to.
+	apply := changes
+	if t := m.Status.Traffic; t != nil && t.Target == v1alpha1.TrafficToMaintenance {
+		apply = traffic.Then(trafficChanges(t.Changes), changes)
+	}
+	if err := traffic.Apply(ctx, r.Client, m.Namespace, apply, fieldOwner); err != nil {
 		var conflict *traffic.ConflictError
 		if errors.As(err, &conflict) {
 			return outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
@@ -101,6 +102,15 @@ func (r *MastodonMigrationReconciler) trafficStack(ctx context.Context, m *v1alp
 	}
 	stack.TargetServices = releaseServices.Items
 	return stack, nil
+}
+
+func trafficChanges(recorded []v1alpha1.TrafficChange) []traffic.Change {
+	out := make([]traffic.Change, len(recorded))
+	for i, c := range recorded {
+		out[i] = traffic.Change{Kind: c.Kind, Name: c.Name, Path: c.Path, Component: traffic.Component(c.Component),
+			Before: c.Before, After: c.After}
+	}
+	return out
 }
 
 func recordChanges(changes []traffic.Change) []v1alpha1.TrafficChange {
