@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -51,7 +52,12 @@ func main() {
 		setupLog.Error(err, "creating the manager")
 		os.Exit(1)
 	}
-	if err := controllers.Setup(mgr, controllers.Options{ChartCacheDir: chartCache}); err != nil {
+	setupOpts := controllers.Options{ChartCacheDir: chartCache}
+	if _, err := rest.InClusterConfig(); err == nil {
+		// Inside the cluster the operator reaches Services by DNS, and checks their health.
+		setupOpts.ServiceAddress = controllers.InCluster
+	}
+	if err := controllers.Setup(mgr, setupOpts); err != nil {
 		setupLog.Error(err, "setting up the controllers")
 		os.Exit(1)
 	}

@@ -34,6 +34,9 @@ type MastodonMigrationReconciler struct {
 	RESTConfig *rest.Config
 	// CloudSQL connects to the Cloud SQL Admin API, when a migration asks for a database backup.
 	CloudSQL func(ctx context.Context) (*database.CloudSQL, error)
+	// ServiceAddress is host:port of a Service's port, for the HTTP health checks; nil when the
+	// operator cannot reach Services (it runs outside the cluster).
+	ServiceAddress func(namespace, name string, port int32) string
 }
 
 // +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonmigrations,verbs=get;list;watch;update;patch

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/api/option"
 	"helm.sh/helm/v3/pkg/chart"
@@ -19,6 +20,14 @@ type Options struct {
 	ChartCacheDir string
 	// CloudSQL are the options of the Cloud SQL Admin API client (tests point it at a local server).
 	CloudSQL []option.ClientOption
+	// ServiceAddress is host:port of a Service's port (InCluster in the cluster); nil when the
+	// operator cannot reach Services, and Verify relies on the pods' readiness probes.
+	ServiceAddress func(namespace, name string, port int32) string
+}
+
+// InCluster reaches a Service through the cluster's DNS.
+func InCluster(namespace, name string, port int32) string {
+	return fmt.Sprintf("%s.%s.svc:%d", name, namespace, port)
 }
 
 // ClientOptions keep Secrets and ConfigMaps out of the manager's cache: the operator reads a few
@@ -36,10 +45,11 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		charts = append(charts, helm.WithCacheDir(opts.ChartCacheDir))
 	}
 	if err := (&MastodonMigrationReconciler{
-		Client:     mgr.GetClient(),
-		Recorder:   mgr.GetEventRecorder("mastodon-operator"),
-		Charts:     charts,
-		RESTConfig: mgr.GetConfig(),
+		Client:         mgr.GetClient(),
+		Recorder:       mgr.GetEventRecorder("mastodon-operator"),
+		Charts:         charts,
+		RESTConfig:     mgr.GetConfig(),
+		ServiceAddress: opts.ServiceAddress,
 		CloudSQL: func(ctx context.Context) (*database.CloudSQL, error) {
 			return database.NewCloudSQL(ctx, opts.CloudSQL...)
 		},

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -321,4 +322,39 @@ func snapshotDeployments(t *testing.T, ctx context.Context, ns string) map[strin
 		out[d.Name] = fmt.Sprintf("generation=%d replicas=%d selector=%v", d.Generation, *d.Spec.Replicas, metav1.FormatLabelSelector(d.Spec.Selector))
 	}
 	return out
+}
+
+// TestVerifyWaitsForTheHealthEndpoints makes the release's web Service answer 503 on /health:
+// Verify keeps the traffic where it is and says why, and goes on once /health answers 200.
+func TestVerifyWaitsForTheHealthEndpoints(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-health"
+	h.Web.Answer("/health", http.StatusServiceUnavailable, 0)
+	t.Cleanup(h.Web.Reset)
+	if _, err := h.DeployMastodon(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	m := sampleMigration(t, ns)
+	shortWindow(m)
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	verifyMessage := func() (string, error) {
+		got, err := getMigration(ctx, m)()
+		for _, s := range got.Status.Steps {
+			if s.Name == "Verify" {
+				return string(s.State) + ": " + s.Message, err
+			}
+		}
+		return "", err
+	}
+	eventually(t, verifyMessage).Should(gomega.MatchRegexp(
+		`^Running: .*Service mastodon-helm-web is not healthy: GET http://.*/health: 503 Service Unavailable`))
+	got, _ := getMigration(ctx, m)()
+	g := gomega.NewWithT(t)
+	g.Expect(got.Status.Traffic).To(gomega.BeNil(), "the traffic moved to a release that is not healthy")
+
+	h.Web.Reset()
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
+	g.Expect(verifyMessage()).To(gomega.MatchRegexp(`^Succeeded: .*healthy: http://.*/api/v1/streaming/health, http://.*/health`))
 }

@@ -67,6 +67,8 @@ type Harness struct {
 	Scheme  *apiruntime.Scheme
 	// ChartURL is the loopback Helm repository serving the test chart (mastodon 1.0.2).
 	ChartURL string
+	// Web answers the operator's HTTP health checks and analysis probes for the stack.
+	Web *Web
 
 	repo        *chartrepo.Server
 	operatorLog io.Writer
@@ -132,6 +134,7 @@ func Start(ctx context.Context, opts Options) (_ *Harness, err error) {
 		return nil, fmt.Errorf("serving the test chart: %w", err)
 	}
 	h.ChartURL = h.repo.URL()
+	h.Web = newWeb()
 	return h, nil
 }
 
@@ -139,6 +142,9 @@ func Start(ctx context.Context, opts Options) (_ *Harness, err error) {
 func (h *Harness) Stop() {
 	if h.repo != nil {
 		_ = h.repo.Close()
+	}
+	if h.Web != nil {
+		h.Web.Close()
 	}
 	if h.Cluster != nil {
 		_ = h.Cluster.Stop()
@@ -168,7 +174,7 @@ func (h *Harness) StartOperator(ctx context.Context) (*Operator, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := controllers.Setup(mgr, controllers.Options{CloudSQL: h.cloudSQL}); err != nil {
+	if err := controllers.Setup(mgr, controllers.Options{CloudSQL: h.cloudSQL, ServiceAddress: h.Web.Address}); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(logr.NewContext(ctx, logger))
