@@ -39,9 +39,14 @@ fmt: ## go fmt.
 vet: ## go vet.
 	go vet ./...
 
+.PHONY: test-deps
+test-deps: ## Install Prometheus and Redis from Debian's packages, for the provider tests.
+	hack/test-deps.sh
+
 .PHONY: test
-test: ## Run every test (unit, envtest, end-to-end on the local cluster), building what they need.
+test: ## Run every test (unit, envtest, end-to-end on the local cluster), building and installing what they need.
 	$(eval BIN := $(TOOLS_BIN))
+	hack/test-deps.sh
 	go vet ./...
 	MASTODON_OPERATOR_BIN_DIR=$(BIN) KUBEBUILDER_ASSETS=$(BIN) go test ./... -count=1 -timeout 40m $(TEST_FLAGS)
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/api/option"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -34,6 +35,9 @@ type MastodonMigrationReconciler struct {
 	RESTConfig *rest.Config
 	// CloudSQL connects to the Cloud SQL Admin API, when a migration asks for a database backup.
 	CloudSQL func(ctx context.Context) (*database.CloudSQL, error)
+	// CloudMonitoring are the options of the Cloud Monitoring client (tests point it at a local
+	// server).
+	CloudMonitoring []option.ClientOption
 	// ServiceAddress is host:port of a Service's port, for the HTTP health checks; nil when the
 	// operator cannot reach Services (it runs outside the cluster).
 	ServiceAddress func(namespace, name string, port int32) string

@@ -37,6 +37,7 @@ const (
 	StepDatabaseBackup = "DatabaseBackup"
 	StepInstall        = "Install"
 	StepVerify         = "Verify"
+	StepBaseline       = "Baseline"
 	StepShiftTraffic   = "ShiftTraffic"
 	StepObserve        = "Observe"
 	StepFinish         = "Finish"
@@ -58,6 +59,7 @@ func (r *MastodonMigrationReconciler) plan(m *v1alpha1.MastodonMigration) []step
 			{name: StepDatabaseBackup, phase: v1alpha1.PhaseBackingUp, run: r.databaseBackup},
 			{name: StepInstall, phase: v1alpha1.PhaseInstalling, run: r.install},
 			{name: StepVerify, phase: v1alpha1.PhaseVerifying, run: r.verify},
+			{name: StepBaseline, phase: v1alpha1.PhaseVerifying, run: r.baseline},
 			{name: StepShiftTraffic, phase: v1alpha1.PhaseShiftingTraffic, run: r.shiftTraffic},
 			{name: StepObserve, phase: v1alpha1.PhaseObserving, run: r.observe},
 			{name: StepFinish, phase: v1alpha1.PhaseObserving, run: r.finish},
@@ -67,6 +69,7 @@ func (r *MastodonMigrationReconciler) plan(m *v1alpha1.MastodonMigration) []step
 			preflight,
 			{name: StepValues, phase: v1alpha1.PhasePreflight, run: r.generateValues},
 			{name: StepSnapshot, phase: v1alpha1.PhaseBackingUp, run: r.snapshot},
+			{name: StepBaseline, phase: v1alpha1.PhaseBackingUp, run: r.baseline},
 			{name: StepMaintenanceOn, phase: v1alpha1.PhaseShiftingTraffic, run: r.maintenanceOn},
 			{name: StepStopSource, phase: v1alpha1.PhaseShiftingTraffic, run: r.stopSource},
 			{name: StepDatabaseBackup, phase: v1alpha1.PhaseBackingUp, run: r.databaseBackup},

@@ -118,7 +118,7 @@ func (r *MastodonMigrationReconciler) rollBack(ctx context.Context, m *v1alpha1.
 	rb = m.Status.Rollback
 	if rb.FinishedAt != nil {
 		m.Status.ObservedGeneration = m.Generation
-		return ctrl.Result{}, nil
+		return r.watchRestored(ctx, m)
 	}
 	if !changedCluster(m) {
 		return r.rolledBack(m, fmt.Sprintf("rolled back at level %d: nothing to undo, the migration had not changed the cluster", level))
@@ -133,10 +133,76 @@ func (r *MastodonMigrationReconciler) rollBack(ctx context.Context, m *v1alpha1.
 func (r *MastodonMigrationReconciler) rolledBack(m *v1alpha1.MastodonMigration, msg string) (ctrl.Result, error) {
 	now := metav1.Now()
 	m.Status.Rollback.FinishedAt = &now
+	until := metav1.NewTime(now.Add(durationOr(m.Spec.Rollback.Watch, 30*time.Minute)))
+	m.Status.Rollback.WatchedUntil, m.Status.Rollback.Result = &until, RollbackWatching
+	if a := m.Status.Analysis; a != nil {
+		// The restored stack is judged afresh: the new stack's breaches stay in the record of
+		// the rollback, not in the runs of the next measurements.
+		a.Breaches, a.UnhealthySince = nil, nil
+	}
 	m.Status.Phase = v1alpha1.PhaseRolledBack
 	setProgress(&m.Status.Conditions, m.Generation, progressIdle, ReasonRolledBack, msg)
 	m.Status.ObservedGeneration = m.Generation
 	r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, ReasonRolledBack, "Rollback", "%s", msg)
+	return ctrl.Result{RequeueAfter: recordFirst}, nil
+}
+
+// The results of the watch of a restored stack, as status.rollback.result begins.
+const (
+	RollbackWatching  = "Watching"
+	RollbackHealthy   = "Healthy"
+	RollbackUnhealthy = "Unhealthy"
+)
+
+// watchRestored watches the stack a rollback restored, as the runbook watches it for 30
+// minutes: the same providers and thresholds as the observation, and the old Deployments'
+// readiness. An automatic rollback that did not heal the stack escalates to level 2 when
+// spec.rollback.maxAutomaticLevel allows it; otherwise the result is recorded for on-call.
+func (r *MastodonMigrationReconciler) watchRestored(ctx context.Context, m *v1alpha1.MastodonMigration) (ctrl.Result, error) {
+	rb := m.Status.Rollback
+	if rb.WatchedUntil == nil || !strings.HasPrefix(rb.Result, RollbackWatching) {
+		return ctrl.Result{}, nil
+	}
+	src, err := r.sourceStack(ctx, m)
+	if err != nil {
+		// Level 1 or 2 may leave no source stack only if someone deleted it: nothing to watch.
+		rb.Result = RollbackUnhealthy + ": " + err.Error()
+		return ctrl.Result{}, nil
+	}
+	deployments := map[string]*appsv1.Deployment{}
+	for _, d := range src.all() {
+		deployments[d.Name] = d
+	}
+	judged, err := r.judge(ctx, m, rb.FinishedAt.Time, notRolledOut(deployments), "the restored stack")
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if judged.acting != "" {
+		if rb.Trigger == TriggerAutomatic && automaticRollback(m) && rb.Level < m.Spec.Rollback.MaxAutomaticLevel && rb.Level < 2 {
+			msg := fmt.Sprintf("level %d did not heal the stack: %s", rb.Level, judged.acting)
+			r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "AutomaticRollback", "Rollback", "%s",
+				eventNote(msg+": escalating to level 2"))
+			rb.Level, rb.Reason, rb.FinishedAt, rb.WatchedUntil, rb.Result = 2, rb.Reason+"; then "+msg, nil, nil, ""
+			rb.Breaches = append(rb.Breaches, m.Status.Analysis.Breaches...)
+			return ctrl.Result{RequeueAfter: recordFirst}, nil
+		}
+		rb.Result = RollbackUnhealthy + ": " + judged.acting
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "RollbackWatchFailed", "Rollback", "%s", eventNote(rb.Result+
+			": the old stack is not healthy either; look beyond the migration, or raise spec.rollbackLevel"))
+		return ctrl.Result{}, nil
+	}
+	if time.Now().Before(rb.WatchedUntil.Time) {
+		rb.Result = RollbackWatching + " until " + rb.WatchedUntil.UTC().Format(time.TimeOnly) + ": " + judged.summary
+		return ctrl.Result{RequeueAfter: min(judged.next, time.Until(rb.WatchedUntil.Time))}, nil
+	}
+	watched := rb.WatchedUntil.Sub(rb.FinishedAt.Time).Round(time.Second)
+	if !judged.conclusive {
+		rb.Result = fmt.Sprintf("%s until %s: the watch of %s is over but the verdict is not a pass: %s", RollbackWatching,
+			rb.WatchedUntil.UTC().Format(time.TimeOnly), watched, judged.summary)
+		return ctrl.Result{RequeueAfter: judged.next}, nil
+	}
+	rb.Result = fmt.Sprintf("%s: watched for %s after the rollback: %s", RollbackHealthy, watched, judged.summary)
+	r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, "RollbackWatchSucceeded", "Rollback", "%s", eventNote(rb.Result))
 	return ctrl.Result{}, nil
 }
 

@@ -20,6 +20,9 @@ type Options struct {
 	ChartCacheDir string
 	// CloudSQL are the options of the Cloud SQL Admin API client (tests point it at a local server).
 	CloudSQL []option.ClientOption
+	// CloudMonitoring are the options of the Cloud Monitoring client (tests point it at a local
+	// server).
+	CloudMonitoring []option.ClientOption
 	// ServiceAddress is host:port of a Service's port (InCluster in the cluster); nil when the
 	// operator cannot reach Services, and Verify relies on the pods' readiness probes.
 	ServiceAddress func(namespace, name string, port int32) string
@@ -45,11 +48,12 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		charts = append(charts, helm.WithCacheDir(opts.ChartCacheDir))
 	}
 	if err := (&MastodonMigrationReconciler{
-		Client:         mgr.GetClient(),
-		Recorder:       mgr.GetEventRecorder("mastodon-operator"),
-		Charts:         charts,
-		RESTConfig:     mgr.GetConfig(),
-		ServiceAddress: opts.ServiceAddress,
+		Client:          mgr.GetClient(),
+		Recorder:        mgr.GetEventRecorder("mastodon-operator"),
+		Charts:          charts,
+		RESTConfig:      mgr.GetConfig(),
+		ServiceAddress:  opts.ServiceAddress,
+		CloudMonitoring: opts.CloudMonitoring,
 		CloudSQL: func(ctx context.Context) (*database.CloudSQL, error) {
 			return database.NewCloudSQL(ctx, opts.CloudSQL...)
 		},

@@ -10,77 +10,208 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
-)
-
-// Verdicts of the analysis.
-const (
-	VerdictPass      = "Pass"
-	VerdictUnhealthy = "Unhealthy"
+	"github.com/mastodon-operator/mastodon-operator/internal/analysis"
 )
 
 func analysisWindow(m *v1alpha1.MastodonMigration) time.Duration {
-	if w := m.Spec.Analysis.Window; w != nil {
-		return w.Duration
-	}
-	return 30 * time.Minute
+	return durationOr(m.Spec.Analysis.Window, 30*time.Minute)
 }
 
 func analysisInterval(m *v1alpha1.MastodonMigration) time.Duration {
-	if i := m.Spec.Analysis.Interval; i != nil {
-		return i.Duration
-	}
-	return 30 * time.Second
+	return durationOr(m.Spec.Analysis.Interval, 30*time.Second)
 }
 
-// observe watches the release for analysis.window after it took the traffic: every Deployment
-// of the release must stay rolled out and ready. It looks again at each interval, and at once
-// when a Deployment changes.
+// baselineAttempts is how many intervals the baseline waits for data before the traffic moves
+// without one.
+const baselineAttempts = 3
+
+// baseline measures the old stack while it still takes the traffic: the new stack's latency is
+// judged against it.
+func (r *MastodonMigrationReconciler) baseline(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	providers, closeAll, err := r.metricProviders(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	defer closeAll()
+	r.setMetricsCondition(m, len(providers))
+	if len(providers) == 0 {
+		return outcome{state: v1alpha1.StepSkipped, message: "no metric provider: the new stack will be judged by its readiness alone"}, nil
+	}
+	now := metav1.Now()
+	m.Status.Analysis = nil
+	res := measureOnce(ctx, m, providers, now.Time)
+	recordAnalysis(m, res, providers, now)
+	r.setMetricsCondition(m, len(providers))
+	// Only the baseline and the counters stay: the old stack's own breaches are not the new one's.
+	a := m.Status.Analysis
+	a.Verdict, a.Breaches, a.ErrorRate, a.Latency, a.LatencyRatio, a.QueueLatency = "", nil, "", "", "", ""
+	a.Baseline = &v1alpha1.Baseline{ErrorRate: formatPercent(res.ErrorRate), Latency: formatDuration(res.Latency), MeasuredAt: &now}
+	if res.ErrorRate == nil && res.Latency == nil {
+		msg := "no baseline: " + analysis.Describe(res)
+		if started := stepStartedAt(m, StepBaseline); started != nil && now.Sub(started.Time) < baselineAttempts*analysisInterval(m) {
+			return outcome{state: v1alpha1.StepRunning, message: msg + "; measuring again", requeueAfter: analysisInterval(m)}, nil
+		}
+		a.Baseline = nil
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "NoBaseline", "Analyze", "%s", eventNote(msg+
+			": the traffic moves without one, and the latency ratio is not judged"))
+		return outcome{state: v1alpha1.StepSucceeded, message: msg + ": the latency ratio will not be judged"}, nil
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("old stack before the switch: error rate %s, latency %s",
+		orNone(a.Baseline.ErrorRate), orNone(a.Baseline.Latency))}, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "not measured"
+	}
+	return s
+}
+
+// observe watches the release for analysis.window after it took the traffic: every interval
+// the metric providers measure it and the rollback procedure's thresholds judge it, and every
+// Deployment of the release must stay ready. A breach that calls for it, or a stack unready
+// for an interval, rolls back at level 1 (spec.rollback.automatic). The window completes only
+// on data: a verdict of Pass, every provider answering, nothing breaching.
 func (r *MastodonMigrationReconciler) observe(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
 	if m.Status.Traffic == nil || m.Status.Traffic.SwitchedAt == nil {
 		return outcome{}, fmt.Errorf("no traffic switch recorded in status.traffic")
 	}
+	switchedAt := m.Status.Traffic.SwitchedAt.Time
 	deployments, err := r.releaseDeployments(ctx, m)
 	if err != nil {
 		return outcome{}, err
 	}
-	now := metav1.Now()
-	waiting := notRolledOut(deployments)
-	analysis := &v1alpha1.AnalysisStatus{Verdict: VerdictPass, LastMeasuredAt: &now}
-	if len(waiting) > 0 {
-		analysis.Verdict = VerdictUnhealthy
-		analysis.UnhealthySince = &now
-		if prev := m.Status.Analysis; prev != nil && prev.UnhealthySince != nil {
-			analysis.UnhealthySince = prev.UnhealthySince
-		}
+	judged, err := r.judge(ctx, m, switchedAt, notRolledOut(deployments), "the new stack")
+	if err != nil {
+		return outcome{}, err
 	}
-	m.Status.Analysis = analysis
-	if analysis.Verdict == VerdictUnhealthy {
-		msg := "the new stack is not ready: " + strings.Join(waiting, "; ")
-		// A rollout passes through not-ready states for moments (a scale, an HPA): act only
-		// once it has lasted an interval.
-		if lasted := now.Sub(analysis.UnhealthySince.Time); lasted < analysisInterval(m) {
-			return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("%s (for %s; acting after %s)",
-				msg, lasted.Round(time.Second), analysisInterval(m)), requeueAfter: analysisInterval(m) - lasted}, nil
-		}
-		msg = fmt.Sprintf("%s, for %s", msg, now.Sub(analysis.UnhealthySince.Time).Round(time.Second))
+	if judged.acting != "" {
 		if !automaticRollback(m) {
-			return outcome{state: v1alpha1.StepFailed, message: msg + ": set spec.rollbackLevel to 1 to move the traffic back"}, nil
+			return outcome{state: v1alpha1.StepFailed, message: judged.acting + ": set spec.rollbackLevel to 1 to move the traffic back"}, nil
 		}
 		// Level 1 is the rollback the runbook takes at once: the old stack still runs until the
 		// window ends, so only the traffic moves.
-		m.Status.Rollback = &v1alpha1.RollbackStatus{Level: 1, Trigger: TriggerAutomatic, Reason: msg, StartedAt: &now}
-		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "AutomaticRollback", "Rollback", "%s", eventNote(msg+": rolling back at level 1"))
-		return outcome{state: v1alpha1.StepFailed, message: msg + ": rolled back automatically at level 1",
+		now := metav1.Now()
+		m.Status.Rollback = &v1alpha1.RollbackStatus{Level: 1, Trigger: TriggerAutomatic, Reason: judged.acting,
+			Breaches: m.Status.Analysis.Breaches, StartedAt: &now}
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "AutomaticRollback", "Rollback", "%s", eventNote(judged.acting+": rolling back at level 1"))
+		return outcome{state: v1alpha1.StepFailed, message: judged.acting + ": rolled back automatically at level 1",
 			requeueAfter: recordFirst}, nil
 	}
 	window := analysisWindow(m)
-	elapsed := now.Sub(m.Status.Traffic.SwitchedAt.Time)
-	if elapsed >= window {
-		return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf(
-			"watched for %s after the switch: every Deployment of the release stayed ready", window)}, nil
+	elapsed := time.Since(switchedAt)
+	if elapsed < window {
+		return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("watching the new stack: %s of %s; %s",
+			elapsed.Round(time.Second), window, judged.summary), requeueAfter: min(judged.next, window-elapsed)}, nil
 	}
-	return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("watching the new stack: %s of %s",
-		elapsed.Round(time.Second), window), requeueAfter: min(analysisInterval(m), window-elapsed)}, nil
+	if !judged.conclusive {
+		return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("the %s window is over but the verdict is not a pass: %s",
+			window, judged.summary), requeueAfter: judged.next}, nil
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("watched for %s after the switch: %s", window, judged.summary)}, nil
+}
+
+// judgement is what one look at a stack concluded.
+type judgement struct {
+	// acting says why the stack must be rolled back; empty when it need not.
+	acting string
+	// conclusive is a pass on data: ready, every provider answered, nothing breaching.
+	conclusive bool
+	summary    string
+	// next is when to look again.
+	next time.Duration
+}
+
+// judge measures a stack once an interval (since, the moment it took the traffic, starts the
+// first), records the measurement in status.analysis with an Event on each change of verdict,
+// and judges it together with its readiness (unready lists the Deployments that are not).
+func (r *MastodonMigrationReconciler) judge(ctx context.Context, m *v1alpha1.MastodonMigration, since time.Time, unready []string, what string) (judgement, error) {
+	now := metav1.Now()
+	interval := analysisInterval(m)
+	a := m.Status.Analysis
+	// The first measurement is due an interval after the stack took the traffic, when the
+	// providers' windows hold only its requests; then one every interval.
+	next := interval - now.Sub(since)
+	if a != nil && a.LastMeasuredAt != nil && !a.LastMeasuredAt.Time.Before(since) {
+		next = interval - now.Sub(a.LastMeasuredAt.Time)
+	}
+	var res *analysis.Result
+	if next <= 0 {
+		providers, closeAll, err := r.metricProviders(ctx, m)
+		if err != nil {
+			return judgement{}, err
+		}
+		defer closeAll()
+		got := measureOnce(ctx, m, providers, now.Time)
+		verdictChanged := recordAnalysis(m, got, providers, now)
+		r.setMetricsCondition(m, len(providers))
+		if verdictChanged {
+			typ := corev1.EventTypeWarning
+			if got.Verdict == analysis.Pass {
+				typ = corev1.EventTypeNormal
+			}
+			r.Recorder.Eventf(m, nil, typ, "Analysis"+string(got.Verdict), "Analyze", "%s: %s", what, eventNote(analysis.Describe(got)))
+		}
+		res, next = &got, interval
+	}
+	if m.Status.Analysis == nil {
+		m.Status.Analysis = &v1alpha1.AnalysisStatus{}
+	}
+	a = m.Status.Analysis
+	j := judgement{next: next, summary: "metrics: " + describeStatus(a)}
+	if a.LastMeasuredAt == nil || a.LastMeasuredAt.Time.Before(since) {
+		j.summary = "first measurement at " + now.Add(next).UTC().Format(time.TimeOnly)
+	}
+	if len(unready) > 0 {
+		if a.UnhealthySince == nil {
+			a.UnhealthySince = &now
+		}
+		a.Verdict = VerdictUnhealthy
+		lasted := now.Sub(a.UnhealthySince.Time)
+		msg := fmt.Sprintf("%s is not ready: %s", what, strings.Join(unready, "; "))
+		// A rollout passes through not-ready states for moments (a scale, an HPA): act only
+		// once it has lasted an interval.
+		if lasted >= interval {
+			j.acting = fmt.Sprintf("%s, for %s", msg, lasted.Round(time.Second))
+			return j, nil
+		}
+		j.summary = fmt.Sprintf("%s (for %s; acting after %s)", msg, lasted.Round(time.Second), interval)
+		j.next = min(j.next, interval-lasted)
+		return j, nil
+	}
+	a.UnhealthySince = nil
+	if res != nil && res.Acting != nil {
+		j.acting = analysis.Describe(*res)
+		return j, nil
+	}
+	down := unavailableProviders(a)
+	j.conclusive = len(down) == 0 && len(a.Breaches) == 0 && (a.Verdict == VerdictPass || len(a.Providers) == 0)
+	if len(a.Providers) == 0 {
+		j.summary = "every Deployment ready (no metric provider)"
+	}
+	return j, nil
+}
+
+// describeStatus sums up status.analysis for a step message.
+func describeStatus(a *v1alpha1.AnalysisStatus) string {
+	if a == nil {
+		return "not measured yet"
+	}
+	parts := []string{"verdict " + a.Verdict}
+	if a.ErrorRate != "" {
+		parts = append(parts, "error rate "+a.ErrorRate)
+	}
+	if a.LatencyRatio != "" {
+		parts = append(parts, "latency "+a.LatencyRatio+"x baseline")
+	}
+	for _, b := range a.Breaches {
+		parts = append(parts, fmt.Sprintf("%s %s %s > %s since %s", b.Severity, b.Metric, b.Value, b.Threshold,
+			b.Since.UTC().Format(time.TimeOnly)))
+	}
+	if down := unavailableProviders(a); len(down) > 0 {
+		parts = append(parts, "no data from "+strings.Join(down, "; "))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // automaticRollback reports whether the operator may roll back by itself (spec.rollback.automatic,

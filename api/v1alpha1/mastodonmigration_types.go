@@ -400,7 +400,7 @@ type PrometheusAnalysis struct {
 	// ErrorRateQuery is a PromQL expression giving the fraction of 5xx responses (0 to 1). The
 	// default reads ingress-nginx's metrics for the migration's Ingress. $namespace, $ingress
 	// and $window are replaced by the migration's namespace, spec.source.ingress and the
-	// analysis interval.
+	// analysis interval (at least 1m, so that rate() has samples).
 	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	ErrorRateQuery string `json:"errorRateQuery,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,10 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -125,23 +124,43 @@ func run(ctx context.Context, dir string) error {
 	}
 	failing, _ := sample(h)
 	failing.Namespace = canary
+	// The harness's web server stands for the instance's public URL: the demo decides what it
+	// answers, as a real outage would.
+	public := "/public/" + canary
+	failing.Spec.Analysis.HTTP = &v1alpha1.HTTPAnalysis{URL: h.Web.URL + public, Requests: 5}
 	failing.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
 	failing.Spec.Analysis.Interval = &metav1.Duration{Duration: 5 * time.Second}
+	failing.Spec.Rollback.Watch = &metav1.Duration{Duration: 15 * time.Second}
 	if err := h.Client.Create(ctx, failing); err != nil {
 		return err
 	}
-	say("created MastodonMigration %s/%s; waiting until the new stack takes the traffic", canary, failing.Name)
+	say("created MastodonMigration %s/%s, probing %s; waiting until the new stack takes the traffic", canary, failing.Name, h.Web.URL+public)
 	if err := waitPhase(ctx, h, failing, v1alpha1.PhaseObserving); err != nil {
 		return err
 	}
-	say("injecting a failure: the release's web pods now need a node pool that does not exist")
-	if err := h.Client.Patch(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: canary, Name: "mastodon-helm-web"}},
-		client.RawPatch(types.MergePatchType, []byte(`{"spec":{"template":{"spec":{"nodeSelector":{"cloud.google.com/gke-nodepool":"no-such-pool"}}}}}`))); err != nil {
-		return err
-	}
+	say("injecting a failure: the instance now answers 502 Bad Gateway")
+	h.Web.Answer(public, http.StatusBadGateway, 0)
 	if err := follow(ctx, h, failing); err != nil {
 		return err
 	}
+	got := &v1alpha1.MastodonMigration{}
+	if err := h.Client.Get(ctx, client.ObjectKeyFromObject(failing), got); err != nil {
+		return err
+	}
+	rb := got.Status.Rollback
+	say("rollback: level %d, trigger %s, in %s: %s", rb.Level, rb.Trigger, rb.FinishedAt.Sub(rb.StartedAt.Time).Round(time.Millisecond), rb.Reason)
+	for _, b := range rb.Breaches {
+		say("  breach %-8s %s = %s (threshold %s) since %s", b.Severity, b.Metric, b.Value, b.Threshold, b.Since.Format(time.TimeOnly))
+	}
+	say("the old stack answers again; the operator watches it for %s", failing.Spec.Rollback.Watch.Duration)
+	h.Web.Answer(public, http.StatusOK, 0)
+	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := h.Client.Get(ctx, client.ObjectKeyFromObject(failing), got)
+		return err == nil && !strings.HasPrefix(got.Status.Rollback.Result, "Watching"), err
+	}); err != nil {
+		return err
+	}
+	say("watch after the rollback: %s", got.Status.Rollback.Result)
 	if err := kubectl(h, "", "get", "services", "-n", canary, "-o", "custom-columns=SERVICE:.metadata.name,SELECTOR:.spec.selector"); err != nil {
 		return err
 	}
@@ -157,7 +176,6 @@ func run(ctx context.Context, dir string) error {
 	if err := follow(ctx, h, broken); err != nil {
 		return err
 	}
-	got := &v1alpha1.MastodonMigration{}
 	if err := h.Client.Get(ctx, client.ObjectKeyFromObject(broken), got); err != nil {
 		return err
 	}
@@ -197,6 +215,10 @@ func sample(h *harness.Harness) (*v1alpha1.MastodonMigration, error) {
 	}
 	m.Namespace = namespace
 	m.Spec.Release.Chart.Repository = h.ChartURL
+	if m.Spec.Analysis.HTTP != nil {
+		// The instance's public URL is the harness's web server, which answers 200 until told otherwise.
+		m.Spec.Analysis.HTTP.URL = h.Web.URL + "/health"
+	}
 	return m, nil
 }
 

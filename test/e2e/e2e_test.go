@@ -90,6 +90,10 @@ func sampleMigration(t *testing.T, namespace string) *v1alpha1.MastodonMigration
 	}
 	m.Namespace = namespace
 	m.Spec.Release.Chart.Repository = h.ChartURL
+	if m.Spec.Analysis.HTTP != nil {
+		// The instance's public URL is the harness's web server, which answers 200.
+		m.Spec.Analysis.HTTP.URL = h.Web.URL + "/health"
+	}
 	return m
 }
 
@@ -170,7 +174,7 @@ func TestBlueGreenMigrationCompletes(t *testing.T) {
 		steps = append(steps, s.Name+"="+string(s.State))
 	}
 	g.Expect(steps).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
-		"DatabaseBackup=Skipped", "Install=Succeeded", "Verify=Succeeded", "ShiftTraffic=Succeeded", "Observe=Succeeded",
+		"DatabaseBackup=Skipped", "Install=Succeeded", "Verify=Succeeded", "Baseline=Succeeded", "ShiftTraffic=Succeeded", "Observe=Succeeded",
 		"Finish=Succeeded"}))
 	g.Expect(got.Status.Release).To(gomega.HaveField("Status", "deployed"))
 	g.Expect(got.Status.Traffic).To(gomega.HaveField("Target", v1alpha1.TrafficToRelease))

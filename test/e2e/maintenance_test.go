@@ -60,7 +60,7 @@ func TestMaintenanceMigrationCompletes(t *testing.T) {
 
 	got, _ := getMigration(ctx, m)()
 	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
-		"MaintenancePageOn=Succeeded", "StopOldStack=Succeeded", "DatabaseBackup=Skipped", "Install=Succeeded",
+		"Baseline=Succeeded", "MaintenancePageOn=Succeeded", "StopOldStack=Succeeded", "DatabaseBackup=Skipped", "Install=Succeeded",
 		"Verify=Succeeded", "ShiftTraffic=Succeeded", "MaintenancePageOff=Succeeded", "Observe=Succeeded", "Finish=Succeeded"}))
 	after := liveObjects(t, ctx, ns, objs)
 	for source, release := range map[string]string{"mastodon-web": "mastodon-helm-web", "mastodon-assets": "mastodon-helm-web",

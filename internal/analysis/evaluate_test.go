@@ -1,0 +1,249 @@
+package analysis
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func rate(v float64) []Measurement { return []Measurement{{Provider: "http", ErrorRate: &v}} }
+
+func latency(d time.Duration) []Measurement { return []Measurement{{Provider: "http", Latency: &d}} }
+
+func jobs(enqueued, processed int64) []Measurement {
+	return []Measurement{{Provider: "sidekiq", Enqueued: &enqueued, Processed: &processed}}
+}
+
+// down is a round where every provider failed; idle one where the probe answered but measured
+// nothing (no requests).
+var (
+	down []Measurement
+	idle = []Measurement{{Provider: "http"}}
+)
+
+func repeat(ms []Measurement, n int) [][]Measurement {
+	out := make([][]Measurement, n)
+	for i := range out {
+		out[i] = ms
+	}
+	return out
+}
+
+func rounds(parts ...[][]Measurement) [][]Measurement { return slices.Concat(parts...) }
+
+func one(ms []Measurement) [][]Measurement { return [][]Measurement{ms} }
+
+var (
+	t0        = time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	base100ms = 100 * time.Millisecond
+)
+
+// run evaluates one round a minute, from t0, passing each result's state to the next, as the
+// controller does through status; nil rounds are rounds where the http provider failed.
+func run(th Thresholds, base Baseline, rs [][]Measurement) []Result {
+	var state State
+	var out []Result
+	for i, ms := range rs {
+		var failed map[string]error
+		if ms == nil {
+			failed = map[string]error{"http": errors.New("connection refused")}
+		}
+		r := Evaluate(th, base, ms, failed, state, t0.Add(time.Duration(i)*time.Minute))
+		// Status keeps only the severity, the metric and the start of each run.
+		state = State{Processed: r.State.Processed, MeasuredAt: r.State.MeasuredAt}
+		for _, b := range r.State.Breaches {
+			state.Breaches = append(state.Breaches, Breach{Severity: b.Severity, Metric: b.Metric, Since: b.Since})
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// breachList writes breaches as Severity/metric@minute of Since, with a * when NoData.
+func breachList(bs []Breach) string {
+	var out []string
+	for _, b := range bs {
+		s := fmt.Sprintf("%s/%s@%dm", b.Severity, b.Metric, int(b.Since.Sub(t0).Minutes()))
+		if b.NoData {
+			s += "*"
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, " ")
+}
+
+func TestEvaluate(t *testing.T) {
+	stalled := repeat(jobs(40, 1000), 17)
+	var moving [][]Measurement
+	for i := range 17 {
+		moving = append(moving, jobs(40, int64(1000+i*50)))
+	}
+	noJobsRule := DefaultThresholds()
+	noJobsRule.HighJobsNotProcessed = false
+
+	for _, tc := range []struct {
+		name     string
+		th       Thresholds
+		base     Baseline
+		rounds   [][]Measurement
+		verdict  Verdict
+		acting   string // Severity/metric, empty when nothing acts
+		breaches string
+	}{
+		{name: "no errors pass", rounds: one(rate(0)), verdict: Pass},
+		{name: "at the medium rate is not above it", rounds: one(rate(0.05)), verdict: Pass},
+		{name: "medium band", rounds: one(rate(0.06)), verdict: Breaching, breaches: "Medium/errorRate@0m"},
+		{name: "at the high rate is only medium", rounds: one(rate(0.1)), verdict: Breaching, breaches: "Medium/errorRate@0m"},
+		{name: "high band is medium too", rounds: one(rate(0.2)), verdict: Breaching,
+			breaches: "High/errorRate@0m Medium/errorRate@0m"},
+		{name: "at the critical rate is only high", rounds: one(rate(0.5)), verdict: Breaching,
+			breaches: "High/errorRate@0m Medium/errorRate@0m"},
+		{name: "critical acts at once", rounds: one(rate(0.62)), verdict: Failed, acting: "Critical/errorRate",
+			breaches: "Critical/errorRate@0m High/errorRate@0m Medium/errorRate@0m"},
+
+		{name: "high waits: 14 minutes held", rounds: repeat(rate(0.2), 15), verdict: Breaching,
+			breaches: "High/errorRate@0m Medium/errorRate@0m"},
+		{name: "high acts after 15 minutes", rounds: repeat(rate(0.2), 16), verdict: Failed, acting: "High/errorRate",
+			breaches: "High/errorRate@0m Medium/errorRate@0m"},
+		{name: "medium waits: 29 minutes held", rounds: repeat(rate(0.07), 30), verdict: Breaching, breaches: "Medium/errorRate@0m"},
+		{name: "medium acts after 30 minutes", rounds: repeat(rate(0.07), 31), verdict: Failed, acting: "Medium/errorRate",
+			breaches: "Medium/errorRate@0m"},
+		{name: "hold times come from the thresholds", th: Thresholds{CriticalErrorRate: 0.5, HighErrorRate: 0.1, MediumErrorRate: 0.05,
+			HighFor: 2 * time.Minute, MediumFor: time.Hour}, rounds: repeat(rate(0.2), 3), verdict: Failed, acting: "High/errorRate",
+			breaches: "High/errorRate@0m Medium/errorRate@0m"},
+
+		{name: "a pass ends the run", rounds: rounds(repeat(rate(0.2), 14), one(rate(0)), repeat(rate(0.2), 5)),
+			verdict: Breaching, breaches: "High/errorRate@15m Medium/errorRate@15m"},
+		{name: "dropping to medium ends the high run only", rounds: rounds(repeat(rate(0.2), 10), repeat(rate(0.07), 21)),
+			verdict: Failed, acting: "Medium/errorRate", breaches: "Medium/errorRate@0m"},
+		{name: "after a critical rate the high run goes on", rounds: rounds(one(rate(0.9)), repeat(rate(0.2), 15)),
+			verdict: Failed, acting: "High/errorRate", breaches: "High/errorRate@0m Medium/errorRate@0m"},
+
+		{name: "the worst provider's error rate counts", rounds: one(slices.Concat(rate(0), rate(0.7), idle)),
+			verdict: Failed, acting: "Critical/errorRate", breaches: "Critical/errorRate@0m High/errorRate@0m Medium/errorRate@0m"},
+		{name: "the worst provider's latency counts", base: Baseline{Latency: &base100ms},
+			rounds: one(slices.Concat(latency(100*time.Millisecond), latency(300*time.Millisecond))), verdict: Breaching,
+			breaches: "High/latencyRatio@0m"},
+
+		{name: "latency 3x the baseline breaches", base: Baseline{Latency: &base100ms}, rounds: one(latency(300 * time.Millisecond)),
+			verdict: Breaching, breaches: "High/latencyRatio@0m"},
+		{name: "latency 2.9x the baseline passes", base: Baseline{Latency: &base100ms}, rounds: one(latency(290 * time.Millisecond)),
+			verdict: Pass},
+		{name: "latency acts after 15 minutes", base: Baseline{Latency: &base100ms}, rounds: repeat(latency(350*time.Millisecond), 16),
+			verdict: Failed, acting: "High/latencyRatio", breaches: "High/latencyRatio@0m"},
+		{name: "latency without a baseline is not judged", rounds: repeat(latency(10*time.Second), 16), verdict: Pass},
+		{name: "latency against a zero baseline is not judged", base: Baseline{Latency: new(time.Duration)},
+			rounds: one(latency(10 * time.Second)), verdict: Pass},
+
+		{name: "the first counter cannot tell whether jobs move", rounds: one(jobs(40, 1000)), verdict: Pass},
+		{name: "a still counter with jobs waiting breaches", rounds: repeat(jobs(40, 1000), 2), verdict: Breaching,
+			breaches: "High/jobsNotProcessed@1m"},
+		{name: "a still counter acts after 15 minutes", rounds: stalled, verdict: Failed, acting: "High/jobsNotProcessed",
+			breaches: "High/jobsNotProcessed@1m"},
+		{name: "a moving counter passes", rounds: moving, verdict: Pass},
+		{name: "a still counter with empty queues passes", rounds: repeat(jobs(0, 1000), 17), verdict: Pass},
+		{name: "a counter that moves once ends the run", rounds: rounds(repeat(jobs(40, 1000), 10), one(jobs(40, 1001)), repeat(jobs(40, 1001), 2)),
+			verdict: Breaching, breaches: "High/jobsNotProcessed@11m"},
+		{name: "the counter of a failed round is not forgotten", rounds: rounds(one(jobs(40, 1000)), one(down), one(jobs(40, 1000))),
+			verdict: Breaching, breaches: "High/jobsNotProcessed@2m"},
+		{name: "another provider does not hide the queue", rounds: repeat(slices.Concat(jobs(40, 1000), rate(0)), 2),
+			verdict: Breaching, breaches: "High/jobsNotProcessed@1m"},
+		{name: "the jobs rule can be turned off", th: noJobsRule, rounds: stalled, verdict: Pass},
+
+		{name: "every provider down is inconclusive", rounds: one(down), verdict: Inconclusive},
+		{name: "no requests is inconclusive", rounds: one(idle), verdict: Inconclusive},
+		{name: "no data keeps the breaches without acting", rounds: rounds(repeat(rate(0.2), 10), repeat(down, 8)),
+			verdict: Inconclusive, breaches: "High/errorRate@0m* Medium/errorRate@0m*"},
+		{name: "data after the gap confirms the breach", rounds: rounds(repeat(rate(0.2), 10), repeat(down, 8), one(rate(0.2))),
+			verdict: Failed, acting: "High/errorRate", breaches: "High/errorRate@0m Medium/errorRate@0m"},
+		{name: "data after the gap clears the breach", rounds: rounds(repeat(rate(0.2), 10), repeat(idle, 8), one(rate(0))),
+			verdict: Pass},
+		{name: "a breach whose metric another provider did not measure is kept",
+			rounds:  rounds(repeat(rate(0.2), 10), repeat(jobs(0, 1000), 8)),
+			verdict: Breaching, breaches: "High/errorRate@0m* Medium/errorRate@0m*"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			th := tc.th
+			if th == (Thresholds{}) {
+				th = DefaultThresholds()
+			}
+			rs := run(th, tc.base, tc.rounds)
+			last := rs[len(rs)-1]
+			var acting string
+			if last.Acting != nil {
+				acting = string(last.Acting.Severity) + "/" + last.Acting.Metric
+			}
+			if last.Verdict != tc.verdict || acting != tc.acting || breachList(last.Breaches) != tc.breaches {
+				t.Fatalf("got %s, acting %q, breaches %q; want %s, %q, %q\n%s", last.Verdict, acting, breachList(last.Breaches),
+					tc.verdict, tc.acting, tc.breaches, Describe(last))
+			}
+			if got := breachList(last.State.Breaches); got != tc.breaches {
+				t.Fatalf("state keeps %q, want %q", got, tc.breaches)
+			}
+		})
+	}
+}
+
+func TestCarriedBreachesTakeTheirRuleFromTheThresholds(t *testing.T) {
+	th := DefaultThresholds()
+	prev := State{Breaches: []Breach{{Severity: High, Metric: MetricErrorRate, Since: t0}}}
+	r := Evaluate(th, Baseline{}, nil, map[string]error{"http": errors.New("timeout")}, prev, t0.Add(time.Hour))
+	if b := r.Breaches[0]; b.For != th.HighFor || b.Threshold != th.HighErrorRate || !b.NoData || r.Acting != nil {
+		t.Fatalf("carried %+v, acting %v", b, r.Acting)
+	}
+}
+
+func TestCombinedValues(t *testing.T) {
+	fast, slow, q1, q2 := 100*time.Millisecond, 400*time.Millisecond, time.Second, time.Minute
+	r := Evaluate(DefaultThresholds(), Baseline{Latency: &base100ms}, []Measurement{
+		{Provider: "http", ErrorRate: ptr(0.01), Latency: &slow},
+		{Provider: "prometheus", ErrorRate: ptr(0.02), Latency: &fast},
+		{Provider: "sidekiq", QueueLatency: &q2},
+		{Provider: "other", QueueLatency: &q1},
+	}, nil, State{}, t0)
+	if *r.ErrorRate != 0.02 || *r.Latency != slow || *r.LatencyRatio != 4 || *r.QueueLatency != q2 {
+		t.Fatalf("got error rate %v, latency %v (%vx), queue latency %v", *r.ErrorRate, *r.Latency, *r.LatencyRatio, *r.QueueLatency)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestDescribe(t *testing.T) {
+	th := DefaultThresholds()
+	refused := map[string]error{"prometheus": errors.New("connection refused")}
+	since := t0.Add(2*time.Minute + 10*time.Second)
+	for _, tc := range []struct {
+		name string
+		r    Result
+		want string
+	}{
+		{"critical", Evaluate(th, Baseline{}, rate(0.62), nil, State{}, t0),
+			"error rate 62.0% > 50% (critical, acting now)"},
+		{"high, waiting", Evaluate(th, Baseline{Latency: &base100ms}, latency(340*time.Millisecond), nil,
+			State{Breaches: []Breach{{Severity: High, Metric: MetricLatencyRatio, Since: since}}}, t0.Add(5*time.Minute)),
+			"latency 3.4x baseline >= 3x since 03:02:10 (high, acts after 15m)"},
+		{"high, acting", Evaluate(th, Baseline{}, rate(0.12), nil,
+			State{Breaches: []Breach{{Severity: High, Metric: MetricErrorRate, Since: t0}}}, t0.Add(20*time.Minute)),
+			"error rate 12.0% > 10% since 03:00:00 (high, held 20m, acting now)"},
+		{"jobs", Evaluate(th, Baseline{}, jobs(40, 7), nil, State{Processed: ptr(int64(7))}, t0),
+			"40 Sidekiq job(s) waiting, none processed since 03:00:00 (high, acts after 15m)"},
+		{"no data", Evaluate(th, Baseline{}, nil, refused, State{}, t0),
+			"no data: prometheus: connection refused"},
+		{"no requests", Evaluate(th, Baseline{}, idle, nil, State{}, t0),
+			"no data: nothing was measured (no requests?)"},
+		{"no data with a breach", Evaluate(th, Baseline{}, nil, refused,
+			State{Breaches: []Breach{{Severity: Medium, Metric: MetricErrorRate, Since: t0}}}, t0.Add(time.Hour)),
+			"error rate > 5% since 03:00:00 (medium, not measured now: acts only once data confirms it); no data: prometheus: connection refused"},
+		{"pass", Evaluate(th, Baseline{Latency: &base100ms}, slices.Concat(rate(0.001), latency(120*time.Millisecond)), refused, State{}, t0),
+			"error rate 0.1%, latency 120ms (1.2x baseline); no data: prometheus: connection refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Describe(tc.r); got != tc.want {
+				t.Fatalf("got  %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
