@@ -206,7 +206,14 @@ func dropNamespace(b *testing.B, ctx context.Context, ns string) {
 // changes reversed, the release scaled to 0, and each step's status written.
 //
 // writes/op is how many times the migration changed between the patch and RolledBack (the
-// patch, then each status write the rollback made), as the watch saw them.
+// patch, then each status write the rollback made), as the watch saw them. Each iteration logs
+// the timeline of those changes.
+//
+// The harness starts the operator with the cluster's rest.Config as it is, so its clients have
+// client-go's default rate limit (5 QPS, burst 10), where main's ctrl.GetConfigOrDie gives 20
+// QPS, burst 30. The ServiceSelector method's four Service patches wait on that limiter here:
+// about 1.1-1.5 s/op, against about 0.25 s/op with 20/30 (measured on 2026-11-25 by setting them
+// in harness.StartOperator).
 func BenchmarkLevel1RollbackByTheOperator(b *testing.B) {
 	for _, method := range level1Methods {
 		b.Run(string(method), func(b *testing.B) { benchmarkOperatorLevel1(b, method) })
