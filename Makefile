@@ -50,6 +50,11 @@ test: ## Run every test (unit, envtest, end-to-end on the local cluster), buildi
 	go vet ./...
 	MASTODON_OPERATOR_BIN_DIR=$(BIN) KUBEBUILDER_ASSETS=$(BIN) go test ./... -count=1 -timeout 40m $(TEST_FLAGS)
 
+.PHONY: bench
+bench: ## Benchmark a Level 1 rollback on the local cluster: by the operator, and by the runbook's kubectl script.
+	$(eval BIN := $(TOOLS_BIN))
+	MASTODON_OPERATOR_BIN_DIR=$(BIN) KUBEBUILDER_ASSETS=$(BIN) go test ./test/e2e -run '^$$' -bench Level1 -benchtime 5x -count 1 -timeout 30m
+
 ##@ Local cluster
 
 .PHONY: cluster-up

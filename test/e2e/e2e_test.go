@@ -78,7 +78,7 @@ func run(m *testing.M) int {
 }
 
 // sampleMigration reads the sample users start from, pointed at the loopback chart repository.
-func sampleMigration(t *testing.T, namespace string) *v1alpha1.MastodonMigration {
+func sampleMigration(t testing.TB, namespace string) *v1alpha1.MastodonMigration {
 	t.Helper()
 	raw, err := os.ReadFile(harness.RepoPath("config", "samples", "migration_v1alpha1_mastodonmigration.yaml"))
 	if err != nil {
@@ -97,7 +97,7 @@ func sampleMigration(t *testing.T, namespace string) *v1alpha1.MastodonMigration
 	return m
 }
 
-func kubectl(t *testing.T, stdin string, args ...string) (string, error) {
+func kubectl(t testing.TB, stdin string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(os.Getenv("MASTODON_OPERATOR_BIN_DIR"), "kubectl"),
 		append([]string{"--kubeconfig", h.Cluster.KubeconfigPath()}, args...)...)
@@ -108,7 +108,7 @@ func kubectl(t *testing.T, stdin string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func eventually(t *testing.T, f any) gomega.AsyncAssertion {
+func eventually(t testing.TB, f any) gomega.AsyncAssertion {
 	return gomega.NewWithT(t).Eventually(f).WithTimeout(90 * time.Second).WithPolling(200 * time.Millisecond)
 }
 
@@ -121,7 +121,7 @@ func getMigration(ctx context.Context, m *v1alpha1.MastodonMigration) func() (*v
 }
 
 // liveObjects reads the fixture's objects as they are in the cluster now.
-func liveObjects(t *testing.T, ctx context.Context, ns string, objs []*unstructured.Unstructured) map[string]*unstructured.Unstructured {
+func liveObjects(t testing.TB, ctx context.Context, ns string, objs []*unstructured.Unstructured) map[string]*unstructured.Unstructured {
 	t.Helper()
 	out := map[string]*unstructured.Unstructured{}
 	for _, o := range objs {
@@ -138,7 +138,7 @@ func liveObjects(t *testing.T, ctx context.Context, ns string, objs []*unstructu
 // migrateTo deploys the fixture in a namespace of its own, creates the sample migration as
 // configure changes it, and waits until the migration reaches phase. It returns the fixture's
 // objects, what they were before the migration, and the migration.
-func migrateTo(t *testing.T, ctx context.Context, ns string, phase v1alpha1.Phase,
+func migrateTo(t testing.TB, ctx context.Context, ns string, phase v1alpha1.Phase,
 	configure func(*v1alpha1.MastodonMigration)) ([]*unstructured.Unstructured, map[string]*unstructured.Unstructured, *v1alpha1.MastodonMigration) {
 	t.Helper()
 	objs, err := h.DeployMastodon(ctx, ns)
