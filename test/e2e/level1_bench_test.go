@@ -209,11 +209,9 @@ func dropNamespace(b *testing.B, ctx context.Context, ns string) {
 // patch, then each status write the rollback made), as the watch saw them. Each iteration logs
 // the timeline of those changes.
 //
-// The harness starts the operator with the cluster's rest.Config as it is, so its clients have
-// client-go's default rate limit (5 QPS, burst 10), where main's ctrl.GetConfigOrDie gives 20
-// QPS, burst 30. The ServiceSelector method's four Service patches wait on that limiter here:
-// about 1.1-1.5 s/op, against about 0.25 s/op with 20/30 (measured on 2026-11-25 by setting them
-// in harness.StartOperator).
+// The harness gives the operator main's client rate limit (20 QPS, burst 30); with client-go's
+// default (5 QPS, burst 10) the ServiceSelector method's four Service patches waited on the
+// limiter, about 1.1-1.5 s/op instead of about 0.25 s/op (measured on 2026-11-25).
 func BenchmarkLevel1RollbackByTheOperator(b *testing.B) {
 	for _, method := range level1Methods {
 		b.Run(string(method), func(b *testing.B) { benchmarkOperatorLevel1(b, method) })

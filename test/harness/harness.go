@@ -163,7 +163,10 @@ type Operator struct {
 // StartOperator runs the manager with both controllers until Stop, the way main wires it.
 func (h *Harness) StartOperator(ctx context.Context) (*Operator, error) {
 	logger := zap.New(zap.WriteTo(h.operatorLog), zap.UseDevMode(true))
-	mgr, err := ctrl.NewManager(h.Cluster.RESTConfig(), ctrl.Options{
+	// The client rate limit main gets from ctrl.GetConfigOrDie, so timings here are main's.
+	cfg := h.Cluster.RESTConfig()
+	cfg.QPS, cfg.Burst = 20, 30
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  h.Scheme,
 		Client:  controllers.ClientOptions(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
