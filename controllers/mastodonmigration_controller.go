@@ -29,8 +29,10 @@ import (
 // MastodonMigrationReconciler runs the plan of each MastodonMigration.
 type MastodonMigrationReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
-	Charts   preflight.ChartSource
+	// APIReader reads the migration uncached.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Charts    preflight.ChartSource
 	// RESTConfig is what the Helm SDK connects with.
 	RESTConfig *rest.Config
 	// CloudSQL connects to the Cloud SQL Admin API, when a migration asks for a database backup.
@@ -51,7 +53,9 @@ type MastodonMigrationReconciler struct {
 // Reconcile loads the migration, runs its plan, and writes the status once, at the end.
 func (r *MastodonMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	m := &v1alpha1.MastodonMigration{}
-	if err := r.Get(ctx, req.NamespacedName, m); err != nil {
+	// Straight from the API server: a reconcile often follows this one's own status write at
+	// once (recordFirst), before the cache has it, and a stale copy would only conflict.
+	if err := r.APIReader.Get(ctx, req.NamespacedName, m); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !m.DeletionTimestamp.IsZero() {

@@ -49,6 +49,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	if err := (&MastodonMigrationReconciler{
 		Client:          mgr.GetClient(),
+		APIReader:       mgr.GetAPIReader(),
 		Recorder:        mgr.GetEventRecorder("mastodon-operator"),
 		Charts:          charts,
 		RESTConfig:      mgr.GetConfig(),
