@@ -41,6 +41,9 @@ const (
 	StepObserve        = "Observe"
 	StepFinish         = "Finish"
 	StepStrategy       = "Strategy"
+	StepRollSidekiq    = "RollSidekiq"
+	StepRollStreaming  = "RollStreaming"
+	StepRollWeb        = "RollWeb"
 )
 
 // plan is the state machine of a migration: the ordered steps of its strategy.
@@ -59,6 +62,21 @@ func (r *MastodonMigrationReconciler) plan(m *v1alpha1.MastodonMigration) []step
 			{name: StepObserve, phase: v1alpha1.PhaseObserving, run: r.observe},
 			{name: StepFinish, phase: v1alpha1.PhaseObserving, run: r.finish},
 		}
+	case v1alpha1.StrategyInPlace:
+		// The runbook's Rolling strategy: the release is installed with nothing running, then
+		// each component starts from it, takes its traffic, and the old one stops.
+		return []step{
+			preflight,
+			{name: StepValues, phase: v1alpha1.PhasePreflight, run: r.generateValues},
+			{name: StepSnapshot, phase: v1alpha1.PhaseBackingUp, run: r.snapshot},
+			{name: StepDatabaseBackup, phase: v1alpha1.PhaseBackingUp, run: r.databaseBackup},
+			{name: StepInstall, phase: v1alpha1.PhaseInstalling, run: r.install},
+			{name: StepRollSidekiq, phase: v1alpha1.PhaseShiftingTraffic, run: r.roll(rollSidekiq)},
+			{name: StepRollStreaming, phase: v1alpha1.PhaseShiftingTraffic, run: r.roll(rollStreaming)},
+			{name: StepRollWeb, phase: v1alpha1.PhaseShiftingTraffic, run: r.roll(rollWeb)},
+			{name: StepObserve, phase: v1alpha1.PhaseObserving, run: r.observe},
+			{name: StepFinish, phase: v1alpha1.PhaseObserving, run: r.finish},
+		}
 	default:
 		return []step{preflight, {name: StepStrategy, phase: v1alpha1.PhasePreflight, run: unbuiltStrategy}}
 	}
@@ -67,5 +85,5 @@ func (r *MastodonMigrationReconciler) plan(m *v1alpha1.MastodonMigration) []step
 // unbuiltStrategy stops a strategy this version cannot run yet, before anything changes.
 func unbuiltStrategy(_ context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
 	return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf(
-		"strategy %s is not supported by this version of the operator yet: use BlueGreen", m.Spec.Strategy)}, nil
+		"strategy %s is not supported by this version of the operator yet: use BlueGreen or InPlace", m.Spec.Strategy)}, nil
 }

@@ -1,0 +1,265 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
+)
+
+// inPlace asks for the InPlace strategy with a short observation window.
+func inPlace(m *v1alpha1.MastodonMigration) {
+	m.Spec.Strategy = v1alpha1.StrategyInPlace
+	shortWindow(m)
+}
+
+// The fixture's Services that serve Mastodon, by the release Service whose pods they must
+// select once migrated.
+var inPlaceSwitched = map[string]string{"mastodon-web": "mastodon-helm-web", "mastodon-assets": "mastodon-helm-web",
+	"mastodon-emoji": "mastodon-helm-web", "mastodon-streaming": "mastodon-helm-streaming"}
+
+// readyEndpoints counts the ready endpoints of a Service, as kube-proxy and a NEG see them.
+func readyEndpoints(ctx context.Context, ns, service string) (int, error) {
+	var list discoveryv1.EndpointSliceList
+	if err := h.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range list.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready == nil || *e.Conditions.Ready {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// sampleEndpoints looks at the ready endpoints of the Services every 50 ms until stop is
+// called, which returns each moment a Service had none.
+func sampleEndpoints(ctx context.Context, ns string, services []string) (stop func() []string) {
+	ctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var empty []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			for _, s := range services {
+				if n, err := readyEndpoints(ctx, ns, s); err == nil && n == 0 {
+					mu.Lock()
+					empty = append(empty, fmt.Sprintf("%s at %s", s, time.Now().Format(time.StampMilli)))
+					mu.Unlock()
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() []string {
+		cancel()
+		<-done
+		return empty
+	}
+}
+
+func stepStates(m *v1alpha1.MastodonMigration) []string {
+	var out []string
+	for _, s := range m.Status.Steps {
+		out = append(out, s.Name+"="+string(s.State))
+	}
+	return out
+}
+
+// TestInPlaceMigrationCompletes moves the fixture component by component, and watches the
+// Services users reach all along: none is ever without a ready endpoint.
+func TestInPlaceMigrationCompletes(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace"
+	objs, err := h.DeployMastodon(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveObjects(t, ctx, ns, objs)
+	var services []string
+	for s := range inPlaceSwitched {
+		services = append(services, s)
+		eventually(t, func() (int, error) { return readyEndpoints(ctx, ns, s) }).Should(gomega.BeNumerically(">", 0), s)
+	}
+	stop := sampleEndpoints(ctx, ns, services)
+	m := sampleMigration(t, ns)
+	inPlace(m)
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
+	g := gomega.NewWithT(t)
+	g.Expect(stop()).To(gomega.BeEmpty(), "moments a Service users reach had no ready endpoint")
+
+	got, _ := getMigration(ctx, m)()
+	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Ready")).To(gomega.BeTrue())
+	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
+		"DatabaseBackup=Skipped", "Install=Succeeded", "RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded",
+		"Observe=Succeeded", "Finish=Succeeded"}))
+	// Each component started only once the one before it had handed over.
+	var prev *metav1.Time
+	for _, s := range got.Status.Steps[4:8] {
+		if prev != nil {
+			g.Expect(s.StartedAt.Time).NotTo(gomega.BeTemporally("<", prev.Time), s.Name)
+		}
+		prev = s.FinishedAt
+	}
+	g.Expect(got.Status.Steps[6].Message).To(gomega.ContainSubstring("Service/mastodon-streaming by ServiceSelector"))
+	g.Expect(got.Status.Traffic).To(gomega.HaveField("Target", v1alpha1.TrafficToRelease))
+	g.Expect(got.Status.Traffic.Changes).To(gomega.HaveLen(len(inPlaceSwitched)))
+
+	after := liveObjects(t, ctx, ns, objs)
+	for source, release := range inPlaceSwitched {
+		svc := &corev1.Service{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: release}, svc)).To(gomega.Succeed())
+		want := map[string]any{}
+		for k, v := range svc.Spec.Selector {
+			want[k] = v
+		}
+		g.Expect(after["Service/"+source].Object).To(gomega.HaveKeyWithValue("spec", gomega.HaveKeyWithValue("selector", want)), source)
+	}
+	for _, key := range []string{"Service/mastodon-media-proxy", "Deployment/mastodon-media-proxy", "Ingress/mastodon", "BackendConfig/mastodon-web-backend-config"} {
+		g.Expect(snapshot.Compare(after[key], before[key])).To(gomega.BeEmpty(), key)
+	}
+	// The old stack is at 0; the release runs the replicas the old stack ran (generated values).
+	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
+		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), name)
+	}
+	var release appsv1.DeploymentList
+	g.Expect(h.Client.List(ctx, &release, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(release.Items).To(gomega.HaveLen(3))
+	for _, d := range release.Items {
+		g.Expect(*d.Spec.Replicas).To(gomega.BeEquivalentTo(2), d.Name)
+		g.Expect(d.Status.ReadyReplicas).To(gomega.BeEquivalentTo(2), d.Name)
+	}
+	for _, s := range services {
+		g.Expect(readyEndpoints(ctx, ns, s)).To(gomega.Equal(2), s)
+	}
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
+}
+
+// TestInPlaceSurvivesARestartInEveryStep stops the operator as soon as each step is seen
+// running and starts a new one: the migration still completes, with one Helm release.
+func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace-restarts"
+	if _, err := h.DeployMastodon(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	m := sampleMigration(t, ns)
+	inPlace(m)
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	restartedIn := restartInEveryStep(t, ctx, m)
+	g := gomega.NewWithT(t)
+	for _, step := range []string{"Preflight", "Snapshot", "Install", "RollSidekiq", "RollStreaming", "RollWeb", "Observe", "Finish"} {
+		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
+	}
+	got, _ := getMigration(ctx, m)()
+	g.Expect(stepStates(got)).To(gomega.ContainElements("RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded"))
+	g.Expect(got.Status.Traffic.Changes).To(gomega.HaveLen(len(inPlaceSwitched)), "each field recorded once")
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
+	g.Expect(releases.Items[0].Labels).To(gomega.HaveKeyWithValue("status", "deployed"))
+	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
+		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), name)
+	}
+}
+
+// restartInEveryStep restarts the operator once in each step, as soon as a status write shows
+// it running, until the migration completes; it returns the steps it restarted in.
+func restartInEveryStep(t *testing.T, ctx context.Context, m *v1alpha1.MastodonMigration) map[string]bool {
+	t.Helper()
+	wc, err := client.NewWithWatch(h.Cluster.RESTConfig(), client.Options{Scheme: h.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(ctx, &v1alpha1.MastodonMigrationList{}, client.InNamespace(m.Namespace), client.MatchingFields{"metadata.name": m.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	restartedIn := map[string]bool{}
+	timeout := time.After(3 * time.Minute)
+	for {
+		select {
+		case <-timeout:
+			t.Fatalf("not completed within 3 minutes; restarted in %v", restartedIn)
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatal("the watch ended")
+			}
+			got, isMigration := ev.Object.(*v1alpha1.MastodonMigration)
+			if !isMigration {
+				continue
+			}
+			if got.Status.Phase == v1alpha1.PhaseCompleted {
+				return restartedIn
+			}
+			for _, s := range got.Status.Steps {
+				if s.State == v1alpha1.StepRunning && !restartedIn[s.Name] {
+					restartedIn[s.Name] = true
+					if err := operator.Stop(); err != nil {
+						t.Fatal(err)
+					}
+					if operator, err = h.StartOperator(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestInPlaceLevel2RollbackRestoresTheFixtureExactly rolls a completed InPlace migration back
+// at level 2: the release is gone and every object is as it was before.
+func TestInPlaceLevel2RollbackRestoresTheFixtureExactly(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace-level2"
+	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseCompleted, inPlace)
+	latest, _ := getMigration(ctx, m)()
+	raised := latest.DeepCopy()
+	raised.Spec.RollbackLevel = 2
+	if err := h.Client.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	g := gomega.NewWithT(t)
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.BeEmpty())
+	var deployments appsv1.DeploymentList
+	g.Expect(h.Client.List(ctx, &deployments, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(deployments.Items).To(gomega.BeEmpty())
+	after := liveObjects(t, ctx, ns, objs)
+	for key, b := range before {
+		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
+	}
+	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+		g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, name, time.Minute)).To(gomega.Succeed())
+	}
+}
