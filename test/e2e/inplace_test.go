@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -262,4 +263,58 @@ func TestInPlaceLevel2RollbackRestoresTheFixtureExactly(t *testing.T) {
 	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
 		g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, name, time.Minute)).To(gomega.Succeed())
 	}
+}
+
+// TestInPlaceRefusesToAdoptTheOldStacksObjects names the release mastodon, so the chart's
+// objects take the names of the fixture's (mastodon-web, mastodon-streaming, mastodon-env):
+// preflight says for each why InPlace does not hand it to Helm, and nothing changes.
+func TestInPlaceRefusesToAdoptTheOldStacksObjects(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace-collide"
+	objs, err := h.DeployMastodon(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveObjects(t, ctx, ns, objs)
+	m := sampleMigration(t, ns)
+	inPlace(m)
+	m.Spec.Release.Name = "mastodon"
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	collision := func(object, why string) gomega.OmegaMatcher {
+		return gomega.And(gomega.HaveField("Check", "ReleaseCollisions"), gomega.HaveField("Object", object),
+			gomega.HaveField("Message", gomega.And(gomega.ContainSubstring("InPlace does not hand it to Helm"), gomega.ContainSubstring(why))))
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) []v1alpha1.Finding {
+		return m.Status.Preflight
+	}, gomega.ContainElements(
+		collision("Deployment/mastodon-web", "selector would have to change"),
+		collision("Deployment/mastodon-streaming", "selector would have to change"),
+		collision("Service/mastodon-web", "no ready endpoint"),
+		collision("Service/mastodon-streaming", "no ready endpoint"),
+		collision("ConfigMap/mastodon-env", "the old pods read it"),
+	)))
+	g := gomega.NewWithT(t)
+	got, _ := getMigration(ctx, m)()
+	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Stalled")).To(gomega.BeTrue())
+	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Failed"}))
+	eventually(t, func() ([]string, error) {
+		var list eventsv1.EventList
+		err := h.Client.List(ctx, &list, client.InNamespace(ns))
+		var notes []string
+		for _, e := range list.Items {
+			if e.Reason == "PreflightFailed" {
+				notes = append(notes, e.Note)
+			}
+		}
+		return notes, err
+	}).Should(gomega.ContainElement(gomega.ContainSubstring("InPlace does not hand it to Helm")))
+	after := liveObjects(t, ctx, ns, objs)
+	for key, b := range before {
+		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
+	}
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.BeEmpty())
 }
