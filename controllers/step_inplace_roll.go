@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -93,7 +92,7 @@ func (r *MastodonMigrationReconciler) rollComponent(ctx context.Context, m *v1al
 	if component != rollSidekiq {
 		moved, failed, err := r.moveComponentTraffic(ctx, m, traffic.Component(component))
 		if err != nil || failed != "" {
-			return outcome{state: v1alpha1.StepFailed, message: failed}, err
+			return outcome{state: v1alpha1.StepFailed, message: failed + "; the old " + component + " still serves"}, err
 		}
 		msg += fmt.Sprintf("; %s traffic moved (%s)", component, moved)
 	}
@@ -168,35 +167,13 @@ func (r *MastodonMigrationReconciler) releaseReplicas(ctx context.Context, m *v1
 // level 1 rollback undoes every component moved so far. It returns what moved, or why it cannot
 // move (failed) when a person must act.
 func (r *MastodonMigrationReconciler) moveComponentTraffic(ctx context.Context, m *v1alpha1.MastodonMigration, c traffic.Component) (moved, failed string, err error) {
-	switcher, err := traffic.For(string(m.Spec.Traffic.Method))
-	if err != nil {
-		return "", err.Error(), nil
-	}
-	stack, err := r.trafficStack(ctx, m)
-	if err != nil {
-		return "", "", err
-	}
-	releaseDeployments, err := r.releaseDeployments(ctx, m)
-	if err != nil {
-		return "", "", err
-	}
-	to, problems := traffic.ReleaseTargets(releaseDeployments, stack.TargetServices)
-	planned, more := switcher.Plan(stack, to)
-	if problems = append(problems, more...); len(problems) > 0 {
-		msgs := make([]string, len(problems))
-		for i, p := range problems {
-			msgs[i] = p.String()
-		}
-		return "", fmt.Sprintf("the %s traffic cannot move: %s; the old %s still serves", c, strings.Join(msgs, "; "), c), nil
+	switcher, planned, failed, err := r.planSwitch(ctx, m)
+	if err != nil || failed != "" {
+		return "", failed, err
 	}
 	changes := componentChanges(planned, c)
-	if err := traffic.Apply(ctx, r.Client, m.Namespace, changes, fieldOwner); err != nil {
-		var conflict *traffic.ConflictError
-		if errors.As(err, &conflict) {
-			return "", err.Error(), nil
-		}
-		return "", "", err
-	}
+	// Recorded before they are applied, so that a level 1 rollback also undoes an Apply that
+	// stopped half-way; undoing a change not yet made finds the field as it was and skips it.
 	if m.Status.Traffic == nil || m.Status.Traffic.Target != v1alpha1.TrafficToRelease {
 		m.Status.Traffic = &v1alpha1.TrafficStatus{Target: v1alpha1.TrafficToRelease}
 	}
@@ -207,6 +184,9 @@ func (r *MastodonMigrationReconciler) moveComponentTraffic(ctx context.Context, 
 		// Observe counts its window from the last component that moved.
 		now := metav1.Now()
 		m.Status.Traffic.SwitchedAt = &now
+	}
+	if failed, err := r.applySwitch(ctx, m, changes); err != nil || failed != "" {
+		return "", failed, err
 	}
 	objects := map[string]bool{}
 	for _, ch := range changes {

@@ -23,33 +23,12 @@ import (
 // refuses to overwrite a field someone else changed meanwhile. The changes are recorded in
 // status.traffic for the way back.
 func (r *MastodonMigrationReconciler) shiftTraffic(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
-	switcher, err := traffic.For(string(m.Spec.Traffic.Method))
-	if err != nil {
-		return outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
+	switcher, changes, failed, err := r.planSwitch(ctx, m)
+	if err != nil || failed != "" {
+		return outcome{state: v1alpha1.StepFailed, message: failed}, err
 	}
-	stack, err := r.trafficStack(ctx, m)
-	if err != nil {
-		return outcome{}, err
-	}
-	releaseDeployments, err := r.releaseDeployments(ctx, m)
-	if err != nil {
-		return outcome{}, err
-	}
-	to, problems := traffic.ReleaseTargets(releaseDeployments, stack.TargetServices)
-	changes, more := switcher.Plan(stack, to)
-	if problems = append(problems, more...); len(problems) > 0 {
-		msgs := make([]string, len(problems))
-		for i, p := range problems {
-			msgs[i] = p.String()
-		}
-		return outcome{state: v1alpha1.StepFailed, message: "the traffic cannot move: " + strings.Join(msgs, "; ")}, nil
-	}
-	if err := traffic.Apply(ctx, r.Client, m.Namespace, changes, fieldOwner); err != nil {
-		var conflict *traffic.ConflictError
-		if errors.As(err, &conflict) {
-			return outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
-		}
-		return outcome{}, err
+	if failed, err := r.applySwitch(ctx, m, changes); err != nil || failed != "" {
+		return outcome{state: v1alpha1.StepFailed, message: failed}, err
 	}
 	now := metav1.Now()
 	if m.Status.Traffic == nil || m.Status.Traffic.Target != v1alpha1.TrafficToRelease {
@@ -63,6 +42,46 @@ func (r *MastodonMigrationReconciler) shiftTraffic(ctx context.Context, m *v1alp
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("traffic moved to release %s by %s: %d object(s) changed",
 		m.Spec.Release.Name, switcher.Method(), len(moved))}, nil
+}
+
+// planSwitch plans the whole switch to the release against the snapshot. failed says why the
+// traffic cannot move, when a person must act.
+func (r *MastodonMigrationReconciler) planSwitch(ctx context.Context, m *v1alpha1.MastodonMigration) (_ traffic.Switcher, _ []traffic.Change, failed string, _ error) {
+	switcher, err := traffic.For(string(m.Spec.Traffic.Method))
+	if err != nil {
+		return nil, nil, err.Error(), nil
+	}
+	stack, err := r.trafficStack(ctx, m)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	releaseDeployments, err := r.releaseDeployments(ctx, m)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	to, problems := traffic.ReleaseTargets(releaseDeployments, stack.TargetServices)
+	changes, more := switcher.Plan(stack, to)
+	if problems = append(problems, more...); len(problems) > 0 {
+		msgs := make([]string, len(problems))
+		for i, p := range problems {
+			msgs[i] = p.String()
+		}
+		return nil, nil, "the traffic cannot move: " + strings.Join(msgs, "; "), nil
+	}
+	return switcher, changes, "", nil
+}
+
+// applySwitch applies planned changes; a field someone else changed since is a failure for a
+// person to look at (failed), not a retry.
+func (r *MastodonMigrationReconciler) applySwitch(ctx context.Context, m *v1alpha1.MastodonMigration, changes []traffic.Change) (failed string, _ error) {
+	if err := traffic.Apply(ctx, r.Client, m.Namespace, changes, fieldOwner); err != nil {
+		var conflict *traffic.ConflictError
+		if errors.As(err, &conflict) {
+			return err.Error(), nil
+		}
+		return "", err
+	}
+	return "", nil
 }
 
 // trafficStack reads what the switch looks at: the source Services and Ingress as the snapshot
