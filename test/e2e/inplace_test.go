@@ -318,3 +318,38 @@ func TestInPlaceRefusesToAdoptTheOldStacksObjects(t *testing.T) {
 	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
 	g.Expect(releases.Items).To(gomega.BeEmpty())
 }
+
+// TestInPlaceLevel1RollbackMovesEveryComponentBack rolls back while the new stack is watched:
+// the old pods run again, every Service selects them exactly as before, the release is at 0.
+func TestInPlaceLevel1RollbackMovesEveryComponentBack(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace-level1"
+	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseObserving, func(m *v1alpha1.MastodonMigration) {
+		m.Spec.Strategy = v1alpha1.StrategyInPlace
+		m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+	})
+	latest, _ := getMigration(ctx, m)()
+	raised := latest.DeepCopy()
+	raised.Spec.RollbackLevel = 1
+	if err := h.Client.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	g := gomega.NewWithT(t)
+	after := liveObjects(t, ctx, ns, objs)
+	for name := range inPlaceSwitched {
+		g.Expect(snapshot.Compare(after["Service/"+name], before["Service/"+name])).To(gomega.BeEmpty(), name)
+	}
+	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+		g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, name, time.Minute)).To(gomega.Succeed())
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
+		g.Expect(*d.Spec.Replicas).To(gomega.BeEquivalentTo(2), name)
+	}
+	var release appsv1.DeploymentList
+	g.Expect(h.Client.List(ctx, &release, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(release.Items).To(gomega.HaveLen(3))
+	for _, d := range release.Items {
+		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
+	}
+}
