@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -101,6 +102,9 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 	stop := sampleEndpoints(ctx, ns, services)
 	m := sampleMigration(t, ns)
 	inPlace(m)
+	// The release's pods turn Ready 2 s after they start, as real ones take a while: traffic
+	// that moved before they were ready would find no ready endpoint for that long.
+	m.Spec.Release.Values = &apiextensionsv1.JSON{Raw: []byte(`{"podAnnotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "2s"}}`)}
 	if err := h.Client.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}
