@@ -246,45 +246,7 @@ func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
 	if err := h.Client.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	// A watch delivers every status write, so each step is seen as it starts, even one that
-	// ends a millisecond later.
-	wc, err := client.NewWithWatch(h.Cluster.RESTConfig(), client.Options{Scheme: h.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := wc.Watch(ctx, &v1alpha1.MastodonMigrationList{}, client.InNamespace(ns), client.MatchingFields{"metadata.name": m.Name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	restartedIn := map[string]bool{}
-	timeout := time.After(3 * time.Minute)
-	for completed := false; !completed; {
-		select {
-		case <-timeout:
-			t.Fatalf("not completed within 3 minutes; restarted in %v", restartedIn)
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				t.Fatal("the watch ended")
-			}
-			got, isMigration := ev.Object.(*v1alpha1.MastodonMigration)
-			if !isMigration {
-				continue
-			}
-			completed = got.Status.Phase == v1alpha1.PhaseCompleted
-			for _, s := range got.Status.Steps {
-				if s.State == v1alpha1.StepRunning && !restartedIn[s.Name] {
-					restartedIn[s.Name] = true
-					if err := operator.Stop(); err != nil {
-						t.Fatal(err)
-					}
-					if operator, err = h.StartOperator(ctx); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-		}
-	}
+	restartedIn := restartInEveryStep(t, ctx, m)
 	g := gomega.NewWithT(t)
 	for _, step := range []string{"Preflight", "Snapshot", "Install", "Verify", "ShiftTraffic", "Observe", "Finish"} {
 		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
@@ -300,6 +262,53 @@ func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
 		names[s.Labels[snapshot.LabelSnapshot]] = true
 	}
 	g.Expect(names).To(gomega.HaveLen(1), "exactly one snapshot")
+}
+
+// restartInEveryStep restarts the operator once in each step, as soon as a status write shows
+// it running, until the migration completes; it returns the steps it restarted in.
+func restartInEveryStep(t *testing.T, ctx context.Context, m *v1alpha1.MastodonMigration) map[string]bool {
+	t.Helper()
+	// A watch delivers every status write, so each step is seen as it starts, even one that
+	// ends a millisecond later.
+	wc, err := client.NewWithWatch(h.Cluster.RESTConfig(), client.Options{Scheme: h.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(ctx, &v1alpha1.MastodonMigrationList{}, client.InNamespace(m.Namespace), client.MatchingFields{"metadata.name": m.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	restartedIn := map[string]bool{}
+	timeout := time.After(3 * time.Minute)
+	for {
+		select {
+		case <-timeout:
+			t.Fatalf("not completed within 3 minutes; restarted in %v", restartedIn)
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatal("the watch ended")
+			}
+			got, isMigration := ev.Object.(*v1alpha1.MastodonMigration)
+			if !isMigration {
+				continue
+			}
+			if got.Status.Phase == v1alpha1.PhaseCompleted {
+				return restartedIn
+			}
+			for _, s := range got.Status.Steps {
+				if s.State == v1alpha1.StepRunning && !restartedIn[s.Name] {
+					restartedIn[s.Name] = true
+					if err := operator.Stop(); err != nil {
+						t.Fatal(err)
+					}
+					if operator, err = h.StartOperator(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+	}
 }
 
 func TestPreflightFindsASourceDeploymentThatDoesNotRollOutAndChangesNothing(t *testing.T) {

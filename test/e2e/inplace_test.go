@@ -188,55 +188,17 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon-helm"})).To(gomega.Succeed())
 	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
 	g.Expect(releases.Items[0].Labels).To(gomega.HaveKeyWithValue("status", "deployed"))
+	var snapshots corev1.SecretList
+	g.Expect(h.Client.List(ctx, &snapshots, client.InNamespace(ns), client.HasLabels{"migration.mastodon-operator.io/migration"})).To(gomega.Succeed())
+	names := map[string]bool{}
+	for _, s := range snapshots.Items {
+		names[s.Labels[snapshot.LabelSnapshot]] = true
+	}
+	g.Expect(names).To(gomega.HaveLen(1), "exactly one snapshot")
 	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
 		d := &appsv1.Deployment{}
 		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
 		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), name)
-	}
-}
-
-// restartInEveryStep restarts the operator once in each step, as soon as a status write shows
-// it running, until the migration completes; it returns the steps it restarted in.
-func restartInEveryStep(t *testing.T, ctx context.Context, m *v1alpha1.MastodonMigration) map[string]bool {
-	t.Helper()
-	wc, err := client.NewWithWatch(h.Cluster.RESTConfig(), client.Options{Scheme: h.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := wc.Watch(ctx, &v1alpha1.MastodonMigrationList{}, client.InNamespace(m.Namespace), client.MatchingFields{"metadata.name": m.Name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	restartedIn := map[string]bool{}
-	timeout := time.After(3 * time.Minute)
-	for {
-		select {
-		case <-timeout:
-			t.Fatalf("not completed within 3 minutes; restarted in %v", restartedIn)
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				t.Fatal("the watch ended")
-			}
-			got, isMigration := ev.Object.(*v1alpha1.MastodonMigration)
-			if !isMigration {
-				continue
-			}
-			if got.Status.Phase == v1alpha1.PhaseCompleted {
-				return restartedIn
-			}
-			for _, s := range got.Status.Steps {
-				if s.State == v1alpha1.StepRunning && !restartedIn[s.Name] {
-					restartedIn[s.Name] = true
-					if err := operator.Stop(); err != nil {
-						t.Fatal(err)
-					}
-					if operator, err = h.StartOperator(ctx); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-		}
 	}
 }
 
