@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
@@ -41,52 +40,45 @@ const (
 	StepShiftTraffic   = "ShiftTraffic"
 	StepObserve        = "Observe"
 	StepFinish         = "Finish"
-	StepStrategy       = "Strategy"
 	StepMaintenanceOn  = "MaintenancePageOn"
 	StepStopSource     = "StopOldStack"
 	StepMaintenanceOff = "MaintenancePageOff"
+	StepRollSidekiq    = "RollSidekiq"
+	StepRollStreaming  = "RollStreaming"
+	StepRollWeb        = "RollWeb"
 )
 
 // plan is the state machine of a migration: the ordered steps of its strategy.
 func (r *MastodonMigrationReconciler) plan(m *v1alpha1.MastodonMigration) []step {
 	preflight := step{name: StepPreflight, phase: v1alpha1.PhasePreflight, run: r.preflight, rerunOnSpecChange: true}
+	values := step{name: StepValues, phase: v1alpha1.PhasePreflight, run: r.generateValues}
+	snapshot := step{name: StepSnapshot, phase: v1alpha1.PhaseBackingUp, run: r.snapshot}
+	backup := step{name: StepDatabaseBackup, phase: v1alpha1.PhaseBackingUp, run: r.databaseBackup}
+	install := step{name: StepInstall, phase: v1alpha1.PhaseInstalling, run: r.install}
+	verify := step{name: StepVerify, phase: v1alpha1.PhaseVerifying, run: r.verify}
+	baseline := step{name: StepBaseline, phase: v1alpha1.PhaseVerifying, run: r.baseline}
+	shift := step{name: StepShiftTraffic, phase: v1alpha1.PhaseShiftingTraffic, run: r.shiftTraffic}
+	observe := step{name: StepObserve, phase: v1alpha1.PhaseObserving, run: r.observe}
+	finish := step{name: StepFinish, phase: v1alpha1.PhaseObserving, run: r.finish}
 	switch m.Spec.Strategy {
-	case v1alpha1.StrategyBlueGreen, "":
-		return []step{
-			preflight,
-			{name: StepValues, phase: v1alpha1.PhasePreflight, run: r.generateValues},
-			{name: StepSnapshot, phase: v1alpha1.PhaseBackingUp, run: r.snapshot},
-			{name: StepDatabaseBackup, phase: v1alpha1.PhaseBackingUp, run: r.databaseBackup},
-			{name: StepInstall, phase: v1alpha1.PhaseInstalling, run: r.install},
-			{name: StepVerify, phase: v1alpha1.PhaseVerifying, run: r.verify},
-			{name: StepBaseline, phase: v1alpha1.PhaseVerifying, run: r.baseline},
-			{name: StepShiftTraffic, phase: v1alpha1.PhaseShiftingTraffic, run: r.shiftTraffic},
-			{name: StepObserve, phase: v1alpha1.PhaseObserving, run: r.observe},
-			{name: StepFinish, phase: v1alpha1.PhaseObserving, run: r.finish},
-		}
+	case v1alpha1.StrategyInPlace:
+		// The runbook's Rolling strategy: the release is installed with nothing running, then
+		// each component starts from it, takes its traffic, and the old one stops.
+		return []step{preflight, values, snapshot, backup, install, baseline,
+			{name: StepRollSidekiq, phase: v1alpha1.PhaseShiftingTraffic, run: r.roll(rollSidekiq)},
+			{name: StepRollStreaming, phase: v1alpha1.PhaseShiftingTraffic, run: r.roll(rollStreaming)},
+			{name: StepRollWeb, phase: v1alpha1.PhaseShiftingTraffic, run: r.roll(rollWeb)},
+			observe, finish}
 	case v1alpha1.StrategyMaintenance:
-		return []step{
-			preflight,
-			{name: StepValues, phase: v1alpha1.PhasePreflight, run: r.generateValues},
-			{name: StepSnapshot, phase: v1alpha1.PhaseBackingUp, run: r.snapshot},
-			{name: StepBaseline, phase: v1alpha1.PhaseBackingUp, run: r.baseline},
+		// The baseline is taken while the old stack still serves; the database is backed up once
+		// nothing writes to it.
+		return []step{preflight, values, snapshot, baseline,
 			{name: StepMaintenanceOn, phase: v1alpha1.PhaseShiftingTraffic, run: r.maintenanceOn},
 			{name: StepStopSource, phase: v1alpha1.PhaseShiftingTraffic, run: r.stopSource},
-			{name: StepDatabaseBackup, phase: v1alpha1.PhaseBackingUp, run: r.databaseBackup},
-			{name: StepInstall, phase: v1alpha1.PhaseInstalling, run: r.install},
-			{name: StepVerify, phase: v1alpha1.PhaseVerifying, run: r.verify},
-			{name: StepShiftTraffic, phase: v1alpha1.PhaseShiftingTraffic, run: r.shiftTraffic},
+			backup, install, verify, shift,
 			{name: StepMaintenanceOff, phase: v1alpha1.PhaseShiftingTraffic, run: r.removeMaintenance},
-			{name: StepObserve, phase: v1alpha1.PhaseObserving, run: r.observe},
-			{name: StepFinish, phase: v1alpha1.PhaseObserving, run: r.finish},
-		}
-	default:
-		return []step{preflight, {name: StepStrategy, phase: v1alpha1.PhasePreflight, run: unbuiltStrategy}}
+			observe, finish}
 	}
-}
-
-// unbuiltStrategy stops a strategy this version cannot run yet, before anything changes.
-func unbuiltStrategy(_ context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
-	return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf(
-		"strategy %s is not supported by this version of the operator yet: use BlueGreen", m.Spec.Strategy)}, nil
+	// BlueGreen, the default: the release beside the old stack, then the switch.
+	return []step{preflight, values, snapshot, backup, install, verify, baseline, shift, observe, finish}
 }

@@ -72,6 +72,11 @@ func (r *MastodonMigrationReconciler) finish(ctx context.Context, m *v1alpha1.Ma
 	if len(repointed) > 0 {
 		msg += "; HPAs re-pointed: " + strings.Join(repointed, ", ")
 	}
+	if m.Spec.Strategy == v1alpha1.StrategyInPlace {
+		// The roll steps scaled the release by patches: Helm's stored values still say 0.
+		msg += fmt.Sprintf("; release %s was installed with 0 replicas, so never upgrade it with --reuse-values: pass the full values (spec.release)",
+			m.Spec.Release.Name)
+	}
 	return outcome{state: v1alpha1.StepSucceeded, message: msg}, nil
 }
 

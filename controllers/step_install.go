@@ -29,6 +29,7 @@ func releaseTimeout(m *v1alpha1.MastodonMigration) time.Duration {
 // install installs the release beside the old stack through the Helm SDK, waiting for its
 // resources and hook Jobs. helm.Install returns a deployed release of the same chart unchanged
 // and recovers one left pending by an interrupted operator, so running it twice installs once.
+// InPlace installs every Deployment at 0 replicas (stoppedValues): its roll steps start them.
 func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
 	ref := m.Spec.Release.Chart
 	chrt, err := r.Charts.LoadChart(ctx, helm.ChartRef{Repository: ref.Repository, Name: ref.Name, Version: ref.Version})
@@ -38,6 +39,11 @@ func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.M
 	vals, err := r.releaseValues(ctx, m)
 	if err != nil {
 		return outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
+	}
+	where := "beside the old stack"
+	if m.Spec.Strategy == v1alpha1.StrategyInPlace {
+		vals = stoppedValues(vals, chrt)
+		where = "with every Deployment at 0 replicas, beside the old stack"
 	}
 	cfg, err := r.helmConfig(ctx, m.Namespace)
 	if err != nil {
@@ -57,6 +63,6 @@ func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.M
 	if rel.Info.Status != release.StatusDeployed {
 		return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("release %s is %s", rel.Name, rel.Info.Status)}, nil
 	}
-	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("release %s revision %d of chart %s %s deployed beside the old stack",
-		rel.Name, rel.Version, rel.Chart.Metadata.Name, rel.Chart.Metadata.Version)}, nil
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("release %s revision %d of chart %s %s deployed %s",
+		rel.Name, rel.Version, rel.Chart.Metadata.Name, rel.Chart.Metadata.Version, where)}, nil
 }

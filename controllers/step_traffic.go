@@ -22,22 +22,9 @@ import (
 // refuses to overwrite a field someone else changed meanwhile. The changes are recorded in
 // status.traffic for the way back.
 func (r *MastodonMigrationReconciler) shiftTraffic(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
-	switcher, err := traffic.For(string(m.Spec.Traffic.Method))
-	if err != nil {
-		return outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
-	}
-	stack, err := r.trafficStack(ctx, m)
-	if err != nil {
-		return outcome{}, err
-	}
-	releaseDeployments, err := r.releaseDeployments(ctx, m)
-	if err != nil {
-		return outcome{}, err
-	}
-	to, problems := traffic.ReleaseTargets(releaseDeployments, stack.TargetServices)
-	changes, more := switcher.Plan(stack, to)
-	if problems = append(problems, more...); len(problems) > 0 {
-		return outcome{state: v1alpha1.StepFailed, message: "the traffic cannot move: " + problemList(problems)}, nil
+	switcher, changes, failed, err := r.planSwitch(ctx, m)
+	if err != nil || failed != "" {
+		return outcome{state: v1alpha1.StepFailed, message: failed}, err
 	}
 	// From the maintenance page, the fields go from where it left them; the record keeps the
 	// changes from the original stack, which is where a rollback returns to.
@@ -45,12 +32,8 @@ func (r *MastodonMigrationReconciler) shiftTraffic(ctx context.Context, m *v1alp
 	if t := m.Status.Traffic; t != nil && t.Target == v1alpha1.TrafficToMaintenance {
 		apply = traffic.Then(trafficChanges(t.Changes), changes)
 	}
-	if err := traffic.Apply(ctx, r.Client, m.Namespace, apply, fieldOwner); err != nil {
-		var conflict *traffic.ConflictError
-		if errors.As(err, &conflict) {
-			return outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
-		}
-		return outcome{}, err
+	if failed, err := r.applySwitch(ctx, m, apply); err != nil || failed != "" {
+		return outcome{state: v1alpha1.StepFailed, message: failed}, err
 	}
 	now := metav1.Now()
 	if m.Status.Traffic == nil || m.Status.Traffic.Target != v1alpha1.TrafficToRelease {
@@ -64,6 +47,42 @@ func (r *MastodonMigrationReconciler) shiftTraffic(ctx context.Context, m *v1alp
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("traffic moved to release %s by %s: %d object(s) changed",
 		m.Spec.Release.Name, switcher.Method(), len(moved))}, nil
+}
+
+// planSwitch plans the whole switch to the release against the snapshot. failed says why the
+// traffic cannot move, when a person must act.
+func (r *MastodonMigrationReconciler) planSwitch(ctx context.Context, m *v1alpha1.MastodonMigration) (_ traffic.Switcher, _ []traffic.Change, failed string, _ error) {
+	switcher, err := traffic.For(string(m.Spec.Traffic.Method))
+	if err != nil {
+		return nil, nil, err.Error(), nil
+	}
+	stack, err := r.trafficStack(ctx, m)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	releaseDeployments, err := r.releaseDeployments(ctx, m)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	to, problems := traffic.ReleaseTargets(releaseDeployments, stack.TargetServices)
+	changes, more := switcher.Plan(stack, to)
+	if problems = append(problems, more...); len(problems) > 0 {
+		return nil, nil, "the traffic cannot move: " + problemList(problems), nil
+	}
+	return switcher, changes, "", nil
+}
+
+// applySwitch applies planned changes; a field someone else changed since is a failure for a
+// person to look at (failed), not a retry.
+func (r *MastodonMigrationReconciler) applySwitch(ctx context.Context, m *v1alpha1.MastodonMigration, changes []traffic.Change) (failed string, _ error) {
+	if err := traffic.Apply(ctx, r.Client, m.Namespace, changes, fieldOwner); err != nil {
+		var conflict *traffic.ConflictError
+		if errors.As(err, &conflict) {
+			return err.Error(), nil
+		}
+		return "", err
+	}
+	return "", nil
 }
 
 // trafficStack reads what the switch looks at: the source Services and Ingress as the snapshot

@@ -7,7 +7,9 @@
 // hack/tools/kwok/go.mod (node/fast/node-initialize.yaml,
 // node/heartbeat-with-lease/node-heartbeat-with-lease.yaml and
 // pod/fast/pod-{ready,complete,delete}.yaml), so that running a cluster needs
-// no module cache. Copy them again after a kwok bump; the module is at
+// no module cache. One change: pod-ready.yaml takes the general set's delay
+// annotation (pod-ready.stage.kwok.x-k8s.io/delay), so a test can make pods
+// start slowly. Copy them again after a kwok bump; the module is at
 // $(go -C hack/tools/kwok list -m -f '{{.Dir}}' sigs.k8s.io/kwok).
 package kwok
 

@@ -243,6 +243,30 @@ func TestReleaseRulesFindWhatIsBroken(t *testing.T) {
 		check: "ReleaseCollisions", object: "ConfigMap/mastodon-helm-env",
 		says: []string{"does not belong to release mastodon-helm", "spec.release.name"},
 	}, {
+		name: "InPlace with release mastodon: Deployment/mastodon-web",
+		breakIt: func(t *testing.T, s *stack) {
+			s.in.Migration.Spec.Strategy = v1alpha1.StrategyInPlace
+			s.in.Migration.Spec.Release.Name = "mastodon"
+		},
+		check: "ReleaseCollisions", object: "Deployment/mastodon-web",
+		says: []string{"InPlace does not hand it to Helm", "from app=mastodon-web to app.kubernetes.io/component=web", "mastodon-helm"},
+	}, {
+		name: "InPlace with release mastodon: Service/mastodon-streaming",
+		breakIt: func(t *testing.T, s *stack) {
+			s.in.Migration.Spec.Strategy = v1alpha1.StrategyInPlace
+			s.in.Migration.Spec.Release.Name = "mastodon"
+		},
+		check: "ReleaseCollisions", object: "Service/mastodon-streaming",
+		says: []string{"InPlace does not hand it to Helm", "no ready endpoint", "mastodon-helm"},
+	}, {
+		name: "InPlace with release mastodon: ConfigMap/mastodon-env",
+		breakIt: func(t *testing.T, s *stack) {
+			s.in.Migration.Spec.Strategy = v1alpha1.StrategyInPlace
+			s.in.Migration.Spec.Release.Name = "mastodon"
+		},
+		check: "ReleaseCollisions", object: "ConfigMap/mastodon-env",
+		says: []string{"InPlace does not hand it to Helm", "old pods read it", "mastodon-helm"},
+	}, {
 		name: "another image tag",
 		breakIt: func(t *testing.T, s *stack) {
 			s.overrides = set("image.tag", "v9.9.9")

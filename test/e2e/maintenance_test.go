@@ -93,7 +93,10 @@ func TestMaintenanceSurvivesARestartInEveryStep(t *testing.T) {
 	}
 	m := sampleMigration(t, ns)
 	maintenance(m)
-	restartedIn := completeWithRestarts(t, ctx, m)
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	restartedIn := restartInEveryStep(t, ctx, m)
 	g := gomega.NewWithT(t)
 	for _, step := range []string{"MaintenancePageOn", "StopOldStack", "Install", "ShiftTraffic", "MaintenancePageOff", "Finish"} {
 		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
@@ -133,68 +136,10 @@ func TestMaintenanceLevel2RollbackRestoresTheStackExactly(t *testing.T) {
 	}
 }
 
-func stepStates(m *v1alpha1.MastodonMigration) []string {
-	var out []string
-	for _, s := range m.Status.Steps {
-		out = append(out, s.Name+"="+string(s.State))
-	}
-	return out
-}
-
 func toAny(in map[string]string) map[string]any {
 	out := map[string]any{}
 	for k, v := range in {
 		out[k] = v
 	}
 	return out
-}
-
-// completeWithRestarts creates m and stops the operator, as SIGTERM would, as soon as each step
-// is seen running, then starts a new one, until the migration completes. A watch delivers every
-// status write, so each step is seen as it starts, even one that ends a millisecond later. It
-// returns the steps the operator was restarted in.
-func completeWithRestarts(t *testing.T, ctx context.Context, m *v1alpha1.MastodonMigration) map[string]bool {
-	t.Helper()
-	if err := h.Client.Create(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	wc, err := client.NewWithWatch(h.Cluster.RESTConfig(), client.Options{Scheme: h.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := wc.Watch(ctx, &v1alpha1.MastodonMigrationList{}, client.InNamespace(m.Namespace), client.MatchingFields{"metadata.name": m.Name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	restartedIn := map[string]bool{}
-	timeout := time.After(3 * time.Minute)
-	for {
-		select {
-		case <-timeout:
-			t.Fatalf("not completed within 3 minutes; restarted in %v", restartedIn)
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				t.Fatal("the watch ended")
-			}
-			got, isMigration := ev.Object.(*v1alpha1.MastodonMigration)
-			if !isMigration {
-				continue
-			}
-			if got.Status.Phase == v1alpha1.PhaseCompleted {
-				return restartedIn
-			}
-			for _, s := range got.Status.Steps {
-				if s.State == v1alpha1.StepRunning && !restartedIn[s.Name] {
-					restartedIn[s.Name] = true
-					if err := operator.Stop(); err != nil {
-						t.Fatal(err)
-					}
-					if operator, err = h.StartOperator(ctx); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-		}
-	}
 }

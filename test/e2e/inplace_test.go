@@ -1,0 +1,313 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
+)
+
+// inPlace asks for the InPlace strategy with a short observation window.
+func inPlace(m *v1alpha1.MastodonMigration) {
+	m.Spec.Strategy = v1alpha1.StrategyInPlace
+	shortWindow(m)
+}
+
+// The fixture's Services that serve Mastodon, by the release Service whose pods they must
+// select once migrated.
+var inPlaceSwitched = map[string]string{"mastodon-web": "mastodon-helm-web", "mastodon-assets": "mastodon-helm-web",
+	"mastodon-emoji": "mastodon-helm-web", "mastodon-streaming": "mastodon-helm-streaming"}
+
+// readyEndpoints counts the ready endpoints of a Service, as kube-proxy and a NEG see them.
+func readyEndpoints(ctx context.Context, ns, service string) (int, error) {
+	var list discoveryv1.EndpointSliceList
+	if err := h.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range list.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready == nil || *e.Conditions.Ready {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// sampleEndpoints looks at the ready endpoints of the Services every 50 ms until stop is
+// called, which returns each moment a Service had none.
+func sampleEndpoints(ctx context.Context, ns string, services []string) (stop func() []string) {
+	ctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var empty []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			for _, s := range services {
+				if n, err := readyEndpoints(ctx, ns, s); err == nil && n == 0 {
+					mu.Lock()
+					empty = append(empty, fmt.Sprintf("%s at %s", s, time.Now().Format(time.StampMilli)))
+					mu.Unlock()
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() []string {
+		cancel()
+		<-done
+		return empty
+	}
+}
+
+// TestInPlaceMigrationCompletes moves the fixture component by component, and watches the
+// Services users reach all along: none is ever without a ready endpoint.
+func TestInPlaceMigrationCompletes(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace"
+	objs, err := h.DeployMastodon(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveObjects(t, ctx, ns, objs)
+	var services []string
+	for s := range inPlaceSwitched {
+		services = append(services, s)
+		eventually(t, func() (int, error) { return readyEndpoints(ctx, ns, s) }).Should(gomega.BeNumerically(">", 0), s)
+	}
+	stop := sampleEndpoints(ctx, ns, services)
+	m := sampleMigration(t, ns)
+	inPlace(m)
+	// The release's pods turn Ready 2 s after they start, as real ones take a while: traffic
+	// that moved before they were ready would find no ready endpoint for that long.
+	m.Spec.Release.Values = &apiextensionsv1.JSON{Raw: []byte(`{"podAnnotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "2s"}}`)}
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
+	g := gomega.NewWithT(t)
+	g.Expect(stop()).To(gomega.BeEmpty(), "moments a Service users reach had no ready endpoint")
+
+	got, _ := getMigration(ctx, m)()
+	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Ready")).To(gomega.BeTrue())
+	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
+		"DatabaseBackup=Skipped", "Install=Succeeded", "Baseline=Succeeded", "RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded",
+		"Observe=Succeeded", "Finish=Succeeded"}))
+	// Each component started only once the one before it had handed over.
+	var prev *metav1.Time
+	for _, s := range got.Status.Steps[4:8] {
+		if prev != nil {
+			g.Expect(s.StartedAt.Time).NotTo(gomega.BeTemporally("<", prev.Time), s.Name)
+		}
+		prev = s.FinishedAt
+	}
+	g.Expect(got.Status.Steps[6].Message).To(gomega.ContainSubstring("Service/mastodon-streaming by ServiceSelector"))
+	g.Expect(got.Status.Traffic).To(gomega.HaveField("Target", v1alpha1.TrafficToRelease))
+	g.Expect(got.Status.Traffic.Changes).To(gomega.HaveLen(len(inPlaceSwitched)))
+
+	after := liveObjects(t, ctx, ns, objs)
+	for source, release := range inPlaceSwitched {
+		svc := &corev1.Service{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: release}, svc)).To(gomega.Succeed())
+		want := map[string]any{}
+		for k, v := range svc.Spec.Selector {
+			want[k] = v
+		}
+		g.Expect(after["Service/"+source].Object).To(gomega.HaveKeyWithValue("spec", gomega.HaveKeyWithValue("selector", want)), source)
+	}
+	for _, key := range []string{"Service/mastodon-media-proxy", "Deployment/mastodon-media-proxy", "Ingress/mastodon", "BackendConfig/mastodon-web-backend-config"} {
+		g.Expect(snapshot.Compare(after[key], before[key])).To(gomega.BeEmpty(), key)
+	}
+	// The old stack is at 0; the release runs the replicas the old stack ran (generated values).
+	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
+		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), name)
+	}
+	var release appsv1.DeploymentList
+	g.Expect(h.Client.List(ctx, &release, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(release.Items).To(gomega.HaveLen(3))
+	for _, d := range release.Items {
+		g.Expect(*d.Spec.Replicas).To(gomega.BeEquivalentTo(2), d.Name)
+		g.Expect(d.Status.ReadyReplicas).To(gomega.BeEquivalentTo(2), d.Name)
+	}
+	for _, s := range services {
+		g.Expect(readyEndpoints(ctx, ns, s)).To(gomega.Equal(2), s)
+	}
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
+}
+
+// TestInPlaceSurvivesARestartInEveryStep stops the operator as soon as each step is seen
+// running and starts a new one: the migration still completes, with one Helm release.
+func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace-restarts"
+	if _, err := h.DeployMastodon(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	m := sampleMigration(t, ns)
+	inPlace(m)
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	restartedIn := restartInEveryStep(t, ctx, m)
+	g := gomega.NewWithT(t)
+	for _, step := range []string{"Preflight", "Snapshot", "Install", "RollSidekiq", "RollStreaming", "RollWeb", "Observe", "Finish"} {
+		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
+	}
+	got, _ := getMigration(ctx, m)()
+	g.Expect(stepStates(got)).To(gomega.ContainElements("RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded"))
+	g.Expect(got.Status.Traffic.Changes).To(gomega.HaveLen(len(inPlaceSwitched)), "each field recorded once")
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
+	g.Expect(releases.Items[0].Labels).To(gomega.HaveKeyWithValue("status", "deployed"))
+	var snapshots corev1.SecretList
+	g.Expect(h.Client.List(ctx, &snapshots, client.InNamespace(ns), client.HasLabels{"migration.mastodon-operator.io/migration"})).To(gomega.Succeed())
+	names := map[string]bool{}
+	for _, s := range snapshots.Items {
+		names[s.Labels[snapshot.LabelSnapshot]] = true
+	}
+	g.Expect(names).To(gomega.HaveLen(1), "exactly one snapshot")
+	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
+		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), name)
+	}
+}
+
+// TestInPlaceLevel2RollbackRestoresTheFixtureExactly rolls a completed InPlace migration back
+// at level 2: the release is gone and every object is as it was before.
+func TestInPlaceLevel2RollbackRestoresTheFixtureExactly(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace-level2"
+	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseCompleted, inPlace)
+	latest, _ := getMigration(ctx, m)()
+	raised := latest.DeepCopy()
+	raised.Spec.RollbackLevel = 2
+	if err := h.Client.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	g := gomega.NewWithT(t)
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.BeEmpty())
+	var deployments appsv1.DeploymentList
+	g.Expect(h.Client.List(ctx, &deployments, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(deployments.Items).To(gomega.BeEmpty())
+	after := liveObjects(t, ctx, ns, objs)
+	for key, b := range before {
+		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
+	}
+	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+		g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, name, time.Minute)).To(gomega.Succeed())
+	}
+}
+
+// TestInPlaceRefusesToAdoptTheOldStacksObjects names the release mastodon, so the chart's
+// objects take the names of the fixture's (mastodon-web, mastodon-streaming, mastodon-env):
+// preflight says for each why InPlace does not hand it to Helm, and nothing changes.
+func TestInPlaceRefusesToAdoptTheOldStacksObjects(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace-collide"
+	objs, err := h.DeployMastodon(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveObjects(t, ctx, ns, objs)
+	m := sampleMigration(t, ns)
+	inPlace(m)
+	m.Spec.Release.Name = "mastodon"
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	collision := func(object, why string) gomega.OmegaMatcher {
+		return gomega.And(gomega.HaveField("Check", "ReleaseCollisions"), gomega.HaveField("Object", object),
+			gomega.HaveField("Message", gomega.And(gomega.ContainSubstring("InPlace does not hand it to Helm"), gomega.ContainSubstring(why))))
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) []v1alpha1.Finding {
+		return m.Status.Preflight
+	}, gomega.ContainElements(
+		collision("Deployment/mastodon-web", "selector would have to change"),
+		collision("Deployment/mastodon-streaming", "selector would have to change"),
+		collision("Service/mastodon-web", "no ready endpoint"),
+		collision("Service/mastodon-streaming", "no ready endpoint"),
+		collision("ConfigMap/mastodon-env", "the old pods read it"),
+	)))
+	g := gomega.NewWithT(t)
+	got, _ := getMigration(ctx, m)()
+	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Stalled")).To(gomega.BeTrue())
+	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Failed"}))
+	eventually(t, func() ([]string, error) {
+		var list eventsv1.EventList
+		err := h.Client.List(ctx, &list, client.InNamespace(ns))
+		var notes []string
+		for _, e := range list.Items {
+			if e.Reason == "PreflightFailed" {
+				notes = append(notes, e.Note)
+			}
+		}
+		return notes, err
+	}).Should(gomega.ContainElement(gomega.ContainSubstring("InPlace does not hand it to Helm")))
+	after := liveObjects(t, ctx, ns, objs)
+	for key, b := range before {
+		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
+	}
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.BeEmpty())
+}
+
+// TestInPlaceLevel1RollbackMovesEveryComponentBack rolls back while the new stack is watched:
+// the old pods run again, every Service selects them exactly as before, the release is at 0.
+func TestInPlaceLevel1RollbackMovesEveryComponentBack(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace-level1"
+	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseObserving, func(m *v1alpha1.MastodonMigration) {
+		m.Spec.Strategy = v1alpha1.StrategyInPlace
+		m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+	})
+	latest, _ := getMigration(ctx, m)()
+	raised := latest.DeepCopy()
+	raised.Spec.RollbackLevel = 1
+	if err := h.Client.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	g := gomega.NewWithT(t)
+	after := liveObjects(t, ctx, ns, objs)
+	for name := range inPlaceSwitched {
+		g.Expect(snapshot.Compare(after["Service/"+name], before["Service/"+name])).To(gomega.BeEmpty(), name)
+	}
+	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+		g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, name, time.Minute)).To(gomega.Succeed())
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
+		g.Expect(*d.Spec.Replicas).To(gomega.BeEquivalentTo(2), name)
+	}
+	var release appsv1.DeploymentList
+	g.Expect(h.Client.List(ctx, &release, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(release.Items).To(gomega.HaveLen(3))
+	for _, d := range release.Items {
+		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
+	}
+}
