@@ -111,13 +111,13 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 		"Observe=Succeeded", "Finish=Succeeded"}))
 	// Each component started only once the one before it had handed over.
 	var prev *metav1.Time
-	for _, s := range got.Status.Steps[4:8] {
+	for _, s := range got.Status.Steps[6:9] {
 		if prev != nil {
 			g.Expect(s.StartedAt.Time).NotTo(gomega.BeTemporally("<", prev.Time), s.Name)
 		}
 		prev = s.FinishedAt
 	}
-	g.Expect(got.Status.Steps[6].Message).To(gomega.ContainSubstring("Service/mastodon-streaming by ServiceSelector"))
+	g.Expect(got.Status.Steps[7].Message).To(gomega.ContainSubstring("Service/mastodon-streaming by ServiceSelector"))
 	g.Expect(got.Status.Traffic).To(gomega.HaveField("Target", v1alpha1.TrafficToRelease))
 	g.Expect(got.Status.Traffic.Changes).To(gomega.HaveLen(len(inPlaceSwitched)))
 
