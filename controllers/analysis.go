@@ -337,6 +337,9 @@ func formatDuration(d *time.Duration) string {
 	if d == nil {
 		return ""
 	}
+	if *d < time.Millisecond {
+		return d.Round(time.Microsecond).String()
+	}
 	return d.Round(time.Millisecond).String()
 }
 

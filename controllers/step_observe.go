@@ -132,7 +132,8 @@ func (r *MastodonMigrationReconciler) judge(ctx context.Context, m *v1alpha1.Mas
 	// The first measurement is due an interval after the stack took the traffic, when the
 	// providers' windows hold only its requests; then one every interval.
 	next := interval - now.Sub(since)
-	if a != nil && a.LastMeasuredAt != nil && !a.LastMeasuredAt.Time.Before(since) {
+	// Status keeps whole seconds: a measurement in the second of the switch may be from before it.
+	if a != nil && a.LastMeasuredAt != nil && a.LastMeasuredAt.Time.After(since) {
 		next = interval - now.Sub(a.LastMeasuredAt.Time)
 	}
 	var res *analysis.Result
@@ -159,7 +160,7 @@ func (r *MastodonMigrationReconciler) judge(ctx context.Context, m *v1alpha1.Mas
 	}
 	a = m.Status.Analysis
 	j := judgement{next: next, summary: "metrics: " + describeStatus(a)}
-	if a.LastMeasuredAt == nil || a.LastMeasuredAt.Time.Before(since) {
+	if a.LastMeasuredAt == nil || !a.LastMeasuredAt.Time.After(since) {
 		j.summary = "first measurement at " + now.Add(next).UTC().Format(time.TimeOnly)
 	}
 	if len(unready) > 0 {

@@ -1,14 +1,11 @@
-// Package cloudmonitoring reads the Google Cloud HTTPS load balancer's metrics of the
-// migration's backends from Cloud Monitoring (the Monitoring API v3 over gRPC).
+// Package cloudmonitoring reads the Google Cloud external Application Load Balancer's metrics of
+// the migration's backends from Cloud Monitoring (the Monitoring API v3, over gRPC).
 package cloudmonitoring
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"regexp"
-	"strings"
 	"time"
 
 	monitoring "cloud.google.com/go/monitoring/apiv3/v2"
@@ -21,26 +18,30 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/internal/analysis"
 )
 
-// The load balancer's metrics.
+// The load balancer's metrics, and the monitored resource they are written for.
 const (
 	RequestCount   = "loadbalancing.googleapis.com/https/request_count"
 	TotalLatencies = "loadbalancing.googleapis.com/https/total_latencies"
 	resourceType   = "https_lb_rule"
 )
 
-// MinWindow is the shortest window measured: the load balancer writes its metrics once a
-// minute, and they arrive a little late.
-const MinWindow = 2 * time.Minute
+// MinWindow is the shortest window measured. The load balancer samples its metrics every 60 s
+// and a sample becomes visible up to 210 s later, so a shorter window ending now is often
+// empty, which would hold the migration as inconclusive.
+const MinWindow = 5 * time.Minute
+
+// latencyQuantile is the quantile of the total latency measured.
+const latencyQuantile = 0.95
 
 // Config says which series are the migration's.
 type Config struct {
 	ProjectID string
-	// Namespace and Services name the backends: GKE names a NEG backend
-	// k8s1-<hex>-<namespace>-<service>-<port>-<hex> (names too long for that are truncated by
-	// GKE: set Filter then).
+	// Namespace and Services name the backends: the backend services GKE makes for the Services'
+	// NEGs (see backendPattern).
 	Namespace string
 	Services  []string
-	// Filter is ANDed to the series filter.
+	// Filter, when set, is ANDed to the filter of the series: to narrow them further (a URL
+	// map, a forwarding rule), or to select the backends alone when Services is empty.
 	Filter string
 }
 
@@ -50,10 +51,22 @@ type Provider struct {
 	cfg    Config
 }
 
-// New connects to Cloud Monitoring with the ambient credentials, or opts.
+// New connects to Cloud Monitoring with the ambient credentials, or as opts say.
 func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Provider, error) {
 	if cfg.ProjectID == "" {
-		return nil, errors.New("no project: set analysis.cloudMonitoring.projectID")
+		return nil, errors.New("no project ID")
+	}
+	// Every load balancer of the project otherwise: not the migration's traffic.
+	if len(cfg.Services) == 0 && cfg.Filter == "" {
+		return nil, errors.New("no Service and no filter select the migration's backends")
+	}
+	if len(cfg.Services) > 0 && cfg.Namespace == "" {
+		return nil, errors.New("no namespace for the Services")
+	}
+	for _, s := range cfg.Services {
+		if s == "" {
+			return nil, errors.New("a Service without a name")
+		}
 	}
 	c, err := monitoring.NewMetricClient(ctx, opts...)
 	if err != nil {
@@ -68,101 +81,84 @@ func (p *Provider) Name() string { return "cloudMonitoring" }
 // Close releases the connection.
 func (p *Provider) Close() error { return p.client.Close() }
 
-// Filter is the time series filter of a metric for the configured backends.
-func (p *Provider) Filter(metric string) string {
-	parts := []string{fmt.Sprintf("metric.type = %q", metric), fmt.Sprintf("resource.type = %q", resourceType)}
-	var backends []string
-	for _, s := range p.cfg.Services {
-		re := "k8s1-[0-9a-f]+-" + regexp.QuoteMeta(p.cfg.Namespace+"-"+s) + "-[0-9]+-[0-9a-f]+"
-		backends = append(backends, fmt.Sprintf("resource.labels.backend_target_name = monitoring.regex.full_match(%q)", re))
-	}
-	if len(backends) > 0 {
-		parts = append(parts, "("+strings.Join(backends, " OR ")+")")
-	}
-	if p.cfg.Filter != "" {
-		parts = append(parts, "("+p.cfg.Filter+")")
-	}
-	return strings.Join(parts, " AND ")
-}
-
-// Measure reads the requests by response code class (the 5xx share is the error rate) and the
-// 95th percentile of the total latency over the window ending now.
+// Measure reads, over the window of max(interval, MinWindow) ending now, the requests by
+// response code class (the 500 class's share is the error rate) and the 95th percentile of
+// the total latency of all the backends' requests together.
 func (p *Provider) Measure(ctx context.Context, interval time.Duration) (analysis.Measurement, error) {
-	var m analysis.Measurement
+	m := analysis.Measurement{Provider: p.Name()}
 	window := max(interval, MinWindow)
 	end := time.Now()
 	ti := &monitoringpb.TimeInterval{StartTime: timestamppb.New(end.Add(-window)), EndTime: timestamppb.New(end)}
-	counts, err := p.list(ctx, RequestCount, ti, &monitoringpb.Aggregation{
-		AlignmentPeriod: durationpb.New(window), PerSeriesAligner: monitoringpb.Aggregation_ALIGN_DELTA,
-		CrossSeriesReducer: monitoringpb.Aggregation_REDUCE_SUM, GroupByFields: []string{"metric.label.response_code_class"},
+
+	var total, failed float64
+	err := p.list(ctx, RequestCount, ti, []string{"metric.label.response_code_class"}, func(ts *monitoringpb.TimeSeries) error {
+		for _, pt := range ts.GetPoints() {
+			n := float64(pt.GetValue().GetInt64Value())
+			total += n
+			if ts.GetMetric().GetLabels()["response_code_class"] == "500" {
+				failed += n
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return m, fmt.Errorf("request_count: %w", err)
-	}
-	var total, failed float64
-	for _, ts := range counts {
-		n := sumPoints(ts)
-		total += n
-		if ts.GetMetric().GetLabels()["response_code_class"] == "500" {
-			failed += n
-		}
 	}
 	if total > 0 {
 		rate := failed / total
 		m.ErrorRate, m.Requests = &rate, total
 	}
-	latencies, err := p.list(ctx, TotalLatencies, ti, &monitoringpb.Aggregation{
-		AlignmentPeriod: durationpb.New(window), PerSeriesAligner: monitoringpb.Aggregation_ALIGN_PERCENTILE_95,
-		CrossSeriesReducer: monitoringpb.Aggregation_REDUCE_MAX,
+
+	var latencies histogram
+	err = p.list(ctx, TotalLatencies, ti, nil, func(ts *monitoringpb.TimeSeries) error {
+		for _, pt := range ts.GetPoints() {
+			if err := latencies.add(pt.GetValue().GetDistributionValue()); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return m, fmt.Errorf("total_latencies: %w", err)
 	}
-	for _, ts := range latencies {
-		for _, pt := range ts.GetPoints() {
-			ms := pt.GetValue().GetDoubleValue()
-			if math.IsNaN(ms) {
-				continue // no requests in the series
-			}
-			d := time.Duration(ms * float64(time.Millisecond))
-			if m.Latency == nil || d > *m.Latency {
-				m.Latency = &d
-			}
-		}
+	if latencies.count > 0 {
+		ms := latencies.quantile(latencyQuantile)
+		d := time.Duration(ms * float64(time.Millisecond))
+		m.Latency = &d
 	}
+
 	if m.ErrorRate == nil && m.Latency == nil {
-		return m, fmt.Errorf("no load balancer requests to the backends over the last %s", window)
+		return m, fmt.Errorf("no load balancer requests to the backends in the last %s", window)
 	}
 	return m, nil
 }
 
-func (p *Provider) list(ctx context.Context, metric string, ti *monitoringpb.TimeInterval, agg *monitoringpb.Aggregation) ([]*monitoringpb.TimeSeries, error) {
+// list reads metric over ti, each series' points added up over the whole window (ALIGN_DELTA)
+// and the series summed across the backends (REDUCE_SUM), one sum per value of groupBy. A
+// distribution sums to one distribution, whose buckets are then the requests of all.
+func (p *Provider) list(ctx context.Context, metric string, ti *monitoringpb.TimeInterval, groupBy []string, each func(*monitoringpb.TimeSeries) error) error {
 	it := p.client.ListTimeSeries(ctx, &monitoringpb.ListTimeSeriesRequest{
-		Name: "projects/" + p.cfg.ProjectID, Filter: p.Filter(metric), Interval: ti, Aggregation: agg,
+		Name:     "projects/" + p.cfg.ProjectID,
+		Filter:   p.filter(metric),
+		Interval: ti,
+		Aggregation: &monitoringpb.Aggregation{
+			AlignmentPeriod:    durationpb.New(ti.GetEndTime().AsTime().Sub(ti.GetStartTime().AsTime())),
+			PerSeriesAligner:   monitoringpb.Aggregation_ALIGN_DELTA,
+			CrossSeriesReducer: monitoringpb.Aggregation_REDUCE_SUM,
+			GroupByFields:      groupBy,
+		},
 		View: monitoringpb.ListTimeSeriesRequest_FULL,
 	})
-	var out []*monitoringpb.TimeSeries
 	for {
 		ts, err := it.Next()
 		if errors.Is(err, iterator.Done) {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, ts)
-	}
-}
-
-func sumPoints(ts *monitoringpb.TimeSeries) float64 {
-	var n float64
-	for _, pt := range ts.GetPoints() {
-		switch v := pt.GetValue().GetValue().(type) {
-		case *monitoringpb.TypedValue_Int64Value:
-			n += float64(v.Int64Value)
-		case *monitoringpb.TypedValue_DoubleValue:
-			n += v.DoubleValue
+		if err := each(ts); err != nil {
+			return err
 		}
 	}
-	return n
 }
