@@ -155,6 +155,22 @@ func migrateTo(t testing.TB, ctx context.Context, ns string, phase v1alpha1.Phas
 	return objs, before, m
 }
 
+// rollBackTo raises spec.rollbackLevel, as on-call would, and waits until the migration is
+// rolled back.
+func rollBackTo(t *testing.T, ctx context.Context, m *v1alpha1.MastodonMigration, level int32) {
+	t.Helper()
+	latest, err := getMigration(ctx, m)()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raised := latest.DeepCopy()
+	raised.Spec.RollbackLevel = level
+	if err := h.Client.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+}
+
 // stepStates lists the steps of a migration as Name=State, in order.
 func stepStates(m *v1alpha1.MastodonMigration) []string {
 	var out []string

@@ -55,11 +55,7 @@ func TestIngressMethodPointsTheBackendsAtTheRelease(t *testing.T) {
 		g.Expect(release.Annotations).To(gomega.HaveKeyWithValue(key, source.Annotations[key]), key)
 	}
 
-	latest, _ := getMigration(ctx, m)()
-	raised := latest.DeepCopy()
-	raised.Spec.RollbackLevel = 1
-	g.Expect(h.Client.Patch(ctx, raised, client.MergeFrom(latest))).To(gomega.Succeed())
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	rollBackTo(t, ctx, m, 1)
 	after = liveObjects(t, ctx, ns, objs)
 	g.Expect(snapshot.Compare(after["Ingress/mastodon"], before["Ingress/mastodon"])).To(gomega.BeEmpty())
 }

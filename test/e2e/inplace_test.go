@@ -200,13 +200,7 @@ func TestInPlaceLevel2RollbackRestoresTheFixtureExactly(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-inplace-level2"
 	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseCompleted, inPlace)
-	latest, _ := getMigration(ctx, m)()
-	raised := latest.DeepCopy()
-	raised.Spec.RollbackLevel = 2
-	if err := h.Client.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	rollBackTo(t, ctx, m, 2)
 	g := gomega.NewWithT(t)
 	var releases corev1.SecretList
 	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
@@ -286,13 +280,7 @@ func TestInPlaceLevel1RollbackMovesEveryComponentBack(t *testing.T) {
 		m.Spec.Strategy = v1alpha1.StrategyInPlace
 		m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
 	})
-	latest, _ := getMigration(ctx, m)()
-	raised := latest.DeepCopy()
-	raised.Spec.RollbackLevel = 1
-	if err := h.Client.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	rollBackTo(t, ctx, m, 1)
 	g := gomega.NewWithT(t)
 	after := liveObjects(t, ctx, ns, objs)
 	for name := range inPlaceSwitched {

@@ -116,13 +116,7 @@ func TestMaintenanceLevel2RollbackRestoresTheStackExactly(t *testing.T) {
 		m.Spec.Strategy = v1alpha1.StrategyMaintenance
 		m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
 	})
-	latest, _ := getMigration(ctx, m)()
-	raised := latest.DeepCopy()
-	raised.Spec.RollbackLevel = 2
-	if err := h.Client.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	rollBackTo(t, ctx, m, 2)
 	got, _ := getMigration(ctx, m)()
 	g := gomega.NewWithT(t)
 	g.Expect(stepStates(got)).To(gomega.ContainElements("RollbackSource=Succeeded", "RollbackTraffic=Succeeded",

@@ -26,13 +26,7 @@ func TestLevel1RollbackMovesTheTrafficBackToTheOldPods(t *testing.T) {
 	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseObserving, func(m *v1alpha1.MastodonMigration) {
 		m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
 	})
-	latest, _ := getMigration(ctx, m)()
-	raised := latest.DeepCopy()
-	raised.Spec.RollbackLevel = 1
-	if err := h.Client.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	rollBackTo(t, ctx, m, 1)
 	got, _ := getMigration(ctx, m)()
 	g := gomega.NewWithT(t)
 	g.Expect(got.Status.Rollback).To(gomega.And(

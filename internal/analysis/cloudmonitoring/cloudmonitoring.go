@@ -30,6 +30,10 @@ const (
 // empty, which would hold the migration as inconclusive.
 const MinWindow = 5 * time.Minute
 
+// measureTimeout bounds a measurement: the client retries an unreachable Cloud Monitoring for
+// up to 90 s otherwise, and that is no data anyway.
+const measureTimeout = 30 * time.Second
+
 // latencyQuantile is the quantile of the total latency measured.
 const latencyQuantile = 0.95
 
@@ -85,6 +89,8 @@ func (p *Provider) Close() error { return p.client.Close() }
 // response code class (the 500 class's share is the error rate) and the 95th percentile of
 // the total latency of all the backends' requests together.
 func (p *Provider) Measure(ctx context.Context, interval time.Duration) (analysis.Measurement, error) {
+	ctx, cancel := context.WithTimeout(ctx, measureTimeout)
+	defer cancel()
 	m := analysis.Measurement{Provider: p.Name()}
 	window := max(interval, MinWindow)
 	end := time.Now()

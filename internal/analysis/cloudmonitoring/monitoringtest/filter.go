@@ -3,23 +3,22 @@ package monitoringtest
 import (
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
-	"unicode"
 
 	"cloud.google.com/go/monitoring/apiv3/v2/monitoringpb"
 )
 
 // matcher says whether a series passes a filter.
-type matcher func(*monitoringpb.TimeSeries) (bool, error)
+type matcher func(*monitoringpb.TimeSeries) bool
 
 // parseFilter parses the part of the monitoring filter language the operator writes:
 //
-//	filter     = conjunction { "OR" conjunction }
+//	filter      = conjunction { "OR" conjunction }
 //	conjunction = term { "AND" term }
-//	term       = "(" filter ")" | field "=" ( string | "monitoring.regex.full_match(" string ")" )
+//	term        = "(" filter ")" | field "=" ( string | "monitoring.regex.full_match(" string ")" )
 //
-// It requires exactly one metric.type, as the API does.
+// Strings are double-quoted, a backslash escaping the next character. As the API does, it wants
+// exactly one metric.type.
 func parseFilter(s string) (matcher, error) {
 	toks, err := tokenize(s)
 	if err != nil {
@@ -55,25 +54,25 @@ func (p *parser) peek() string {
 func (p *parser) next() string { t := p.peek(); p.pos++; return t }
 
 func (p *parser) or() (matcher, error) {
-	var any []matcher
+	var anyOf []matcher
 	for {
 		m, err := p.and()
 		if err != nil {
 			return nil, err
 		}
-		any = append(any, m)
+		anyOf = append(anyOf, m)
 		if p.peek() != "OR" {
 			break
 		}
 		p.next()
 	}
-	return func(ts *monitoringpb.TimeSeries) (bool, error) {
-		for _, m := range any {
-			if ok, err := m(ts); ok || err != nil {
-				return ok, err
+	return func(ts *monitoringpb.TimeSeries) bool {
+		for _, m := range anyOf {
+			if m(ts) {
+				return true
 			}
 		}
-		return false, nil
+		return false
 	}, nil
 }
 
@@ -90,13 +89,13 @@ func (p *parser) and() (matcher, error) {
 		}
 		p.next()
 	}
-	return func(ts *monitoringpb.TimeSeries) (bool, error) {
+	return func(ts *monitoringpb.TimeSeries) bool {
 		for _, m := range all {
-			if ok, err := m(ts); !ok || err != nil {
-				return false, err
+			if !m(ts) {
+				return false
 			}
 		}
-		return true, nil
+		return true
 	}, nil
 }
 
@@ -113,12 +112,12 @@ func (p *parser) term() (matcher, error) {
 		return m, nil
 	}
 	field := p.next()
-	if op := p.next(); op != "=" {
-		return nil, fmt.Errorf("after %s: want =, got %q", field, op)
-	}
 	get, err := fieldOf(field)
 	if err != nil {
 		return nil, err
+	}
+	if op := p.next(); op != "=" {
+		return nil, fmt.Errorf("after %s: want =, got %q", field, op)
 	}
 	if field == "metric.type" {
 		p.metricTypes++
@@ -135,52 +134,54 @@ func (p *parser) term() (matcher, error) {
 		if p.next() != ")" {
 			return nil, fmt.Errorf("monitoring.regex.full_match needs )")
 		}
-		rx, err := regexp.Compile("^(?:" + re + ")$")
+		rx, err := regexp.Compile(`\A(?:` + re + `)\z`)
 		if err != nil {
 			return nil, err
 		}
-		return func(ts *monitoringpb.TimeSeries) (bool, error) { return rx.MatchString(get(ts)), nil }, nil
+		return func(ts *monitoringpb.TimeSeries) bool { return rx.MatchString(get(ts)) }, nil
 	}
 	want, err := unquote(value)
 	if err != nil {
 		return nil, err
 	}
-	return func(ts *monitoringpb.TimeSeries) (bool, error) { return get(ts) == want, nil }, nil
+	return func(ts *monitoringpb.TimeSeries) bool { return get(ts) == want }, nil
 }
 
 func fieldOf(field string) (func(*monitoringpb.TimeSeries) string, error) {
-	switch {
-	case field == "metric.type":
+	switch field {
+	case "metric.type":
 		return func(ts *monitoringpb.TimeSeries) string { return ts.GetMetric().GetType() }, nil
-	case field == "resource.type":
+	case "resource.type":
 		return func(ts *monitoringpb.TimeSeries) string { return ts.GetResource().GetType() }, nil
 	}
-	for _, prefix := range []string{"resource.labels.", "resource.label."} {
-		if name, ok := strings.CutPrefix(field, prefix); ok {
-			return func(ts *monitoringpb.TimeSeries) string { return ts.GetResource().GetLabels()[name] }, nil
-		}
+	if name, ok := cutLabel(field, "resource"); ok {
+		return func(ts *monitoringpb.TimeSeries) string { return ts.GetResource().GetLabels()[name] }, nil
 	}
-	for _, prefix := range []string{"metric.labels.", "metric.label."} {
-		if name, ok := strings.CutPrefix(field, prefix); ok {
-			return func(ts *monitoringpb.TimeSeries) string { return ts.GetMetric().GetLabels()[name] }, nil
-		}
+	if name, ok := cutLabel(field, "metric"); ok {
+		return func(ts *monitoringpb.TimeSeries) string { return ts.GetMetric().GetLabels()[name] }, nil
 	}
 	return nil, fmt.Errorf("unknown field %q", field)
 }
 
 func unquote(tok string) (string, error) {
-	if !strings.HasPrefix(tok, `"`) {
+	if len(tok) < 2 || tok[0] != '"' {
 		return "", fmt.Errorf("want a quoted string, got %q", tok)
 	}
-	return strconv.Unquote(tok)
+	var b strings.Builder
+	for i := 1; i < len(tok)-1; i++ {
+		if tok[i] == '\\' {
+			i++
+		}
+		b.WriteByte(tok[i])
+	}
+	return b.String(), nil
 }
 
 func tokenize(s string) ([]string, error) {
 	var toks []string
 	for i := 0; i < len(s); {
-		c := rune(s[i])
-		switch {
-		case unicode.IsSpace(c):
+		switch c := s[i]; {
+		case c == ' ' || c == '\t' || c == '\n':
 			i++
 		case c == '(' || c == ')' || c == '=':
 			toks = append(toks, string(c))
@@ -199,7 +200,7 @@ func tokenize(s string) ([]string, error) {
 			i = j + 1
 		default:
 			j := i
-			for j < len(s) && !unicode.IsSpace(rune(s[j])) && !strings.ContainsRune("()=\"", rune(s[j])) {
+			for j < len(s) && !strings.ContainsRune(" \t\n()=\"", rune(s[j])) {
 				j++
 			}
 			toks = append(toks, s[i:j])
