@@ -64,7 +64,7 @@ func (r *MastodonMigrationReconciler) metricProviders(ctx context.Context, m *v1
 		if project == "" && m.Spec.Rollback.Database.CloudSQL != nil {
 			project = m.Spec.Rollback.Database.CloudSQL.Project
 		}
-		services, err := r.sourceServiceNames(ctx, m)
+		services, err := r.loadBalancedServices(ctx, m)
 		if err != nil {
 			return nil, closeAll, err
 		}
@@ -115,7 +115,9 @@ func (r *MastodonMigrationReconciler) defaultProbeURL(ctx context.Context, m *v1
 	return "", nil
 }
 
-func (r *MastodonMigrationReconciler) sourceServiceNames(ctx context.Context, m *v1alpha1.MastodonMigration) ([]string, error) {
+// loadBalancedServices names the Services a load balancer may send the migration's traffic to:
+// the source Services, and the release's.
+func (r *MastodonMigrationReconciler) loadBalancedServices(ctx context.Context, m *v1alpha1.MastodonMigration) ([]string, error) {
 	src, err := r.sourceStack(ctx, m)
 	if err != nil {
 		return nil, err
@@ -124,9 +126,15 @@ func (r *MastodonMigrationReconciler) sourceServiceNames(ctx context.Context, m 
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(services))
-	for i, s := range services {
-		names[i] = s.Name
+	// The Ingress method sends the load balancer to the release's Services instead.
+	var release corev1.ServiceList
+	if err := r.List(ctx, &release, client.InNamespace(m.Namespace),
+		client.MatchingLabels{labelChartInstance: m.Spec.Release.Name}); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(services)+len(release.Items))
+	for _, s := range append(services, release.Items...) {
+		names = append(names, s.Name)
 	}
 	return names, nil
 }

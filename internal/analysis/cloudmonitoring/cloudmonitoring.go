@@ -92,7 +92,8 @@ func (p *Provider) Measure(ctx context.Context, interval time.Duration) (analysi
 	ctx, cancel := context.WithTimeout(ctx, measureTimeout)
 	defer cancel()
 	m := analysis.Measurement{Provider: p.Name()}
-	window := max(interval, MinWindow)
+	// Whole seconds: the window is the alignment period too.
+	window := max(interval, MinWindow).Truncate(time.Second)
 	end := time.Now()
 	ti := &monitoringpb.TimeInterval{StartTime: timestamppb.New(end.Add(-window)), EndTime: timestamppb.New(end)}
 
@@ -108,7 +109,7 @@ func (p *Provider) Measure(ctx context.Context, interval time.Duration) (analysi
 		return nil
 	})
 	if err != nil {
-		return m, fmt.Errorf("request_count: %w", err)
+		return analysis.Measurement{}, fmt.Errorf("request_count: %w", err)
 	}
 	if total > 0 {
 		rate := failed / total
@@ -125,7 +126,7 @@ func (p *Provider) Measure(ctx context.Context, interval time.Duration) (analysi
 		return nil
 	})
 	if err != nil {
-		return m, fmt.Errorf("total_latencies: %w", err)
+		return analysis.Measurement{}, fmt.Errorf("total_latencies: %w", err)
 	}
 	if latencies.count > 0 {
 		ms := latencies.quantile(latencyQuantile)
@@ -134,7 +135,7 @@ func (p *Provider) Measure(ctx context.Context, interval time.Duration) (analysi
 	}
 
 	if m.ErrorRate == nil && m.Latency == nil {
-		return m, fmt.Errorf("no load balancer requests to the backends in the last %s", window)
+		return analysis.Measurement{}, fmt.Errorf("no load balancer requests to the backends in the last %s", window)
 	}
 	return m, nil
 }

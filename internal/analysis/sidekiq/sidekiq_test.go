@@ -1,120 +1,320 @@
 package sidekiq
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// startRedis runs Debian's redis-server on loopback for one test; password "" runs it open.
-func startRedis(t *testing.T, password string) string {
+// server is the package's redis-server, started by the first test that needs it and stopped
+// by TestMain.
+var server struct {
+	once sync.Once
+	addr string
+	stop func()
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if server.stop != nil {
+		server.stop()
+	}
+	os.Exit(code)
+}
+
+// redisBin is Debian's redis-server; the tests run against it for real.
+func redisBin(t *testing.T) string {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Fatal("redis-server is not installed: `make test` installs it (hack/test-deps.sh)")
+		t.Fatal("redis-server is not installed: `make test` installs it (hack/test-deps.sh, Debian's redis-server package)")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return bin
+}
+
+// sharedRedis is the address of the package's redis-server, emptied for the test.
+func sharedRedis(t *testing.T) string {
+	t.Helper()
+	bin := redisBin(t)
+	server.once.Do(func() { server.addr, server.stop, server.err = startRedis(bin) })
+	if server.err != nil {
+		t.Fatal(server.err)
 	}
-	addr := l.Addr().(*net.TCPAddr)
-	_ = l.Close()
-	args := []string{"--port", fmt.Sprint(addr.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}
-	if password != "" {
-		args = append(args, "--requirepass", password)
-	}
-	cmd := exec.Command(bin, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	rdb := redis.NewClient(&redis.Options{Addr: addr.String(), Password: password})
+	rdb := redis.NewClient(&redis.Options{Addr: server.addr})
 	defer func() { _ = rdb.Close() }()
-	for deadline := time.Now().Add(10 * time.Second); rdb.Ping(context.Background()).Err() != nil; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not start")
+	if err := rdb.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return server.addr
+}
+
+// startRedis runs redis-server on a free loopback port, without persistence; extra are more
+// arguments. A port taken between finding it free and the server binding it is tried again.
+func startRedis(bin string, extra ...string) (addr string, stop func(), err error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		if addr, stop, err = startRedisOnce(bin, extra...); err == nil {
+			return addr, stop, nil
 		}
 	}
-	return addr.String()
+	return "", nil, err
 }
 
-// enqueue pushes a job as Sidekiq's client does.
-func enqueue(t *testing.T, rdb *redis.Client, prefix, queue, enqueuedAt string) {
-	ctx := context.Background()
-	if err := rdb.SAdd(ctx, prefix+"queues", queue).Err(); err != nil {
-		t.Fatal(err)
+func startRedisOnce(bin string, extra ...string) (string, func(), error) {
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
 	}
-	job := fmt.Sprintf(`{"class":"LinkCrawlWorker","args":[1],"queue":%q,"jid":"abc","enqueued_at":%s}`, queue, enqueuedAt)
-	if err := rdb.LPush(ctx, prefix+"queue:"+queue, job).Err(); err != nil {
-		t.Fatal(err)
+	dir, err := os.MkdirTemp("", "sidekiq-redis-")
+	if err != nil {
+		return "", nil, err
+	}
+	args := append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, extra...)
+	cmd := exec.Command(bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		_ = os.RemoveAll(dir)
+	}
+	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			_ = os.RemoveAll(dir)
+			return "", nil, fmt.Errorf("redis-server exited (%v): %s", err, out.String())
+		default:
+		}
+		if c, err := net.Dial("tcp", addr); err == nil {
+			_ = c.Close()
+			return addr, stop, nil
+		}
+	}
+	stop()
+	return "", nil, fmt.Errorf("redis-server did not listen on %s within 10s: %s", addr, out.String())
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// sidekiqClient writes to Redis as Sidekiq's client does, under prefix.
+type sidekiqClient struct {
+	t      *testing.T
+	rdb    *redis.Client
+	prefix string
+}
+
+func newSidekiqClient(t *testing.T, addr, namespace string) *sidekiqClient {
+	c := &sidekiqClient{t: t, rdb: redis.NewClient(&redis.Options{Addr: addr})}
+	if namespace != "" {
+		c.prefix = namespace + ":"
+	}
+	t.Cleanup(func() { _ = c.rdb.Close() })
+	return c
+}
+
+// push enqueues a job whose enqueued_at is the JSON number given.
+func (c *sidekiqClient) push(queue, enqueuedAt string) {
+	c.t.Helper()
+	job := fmt.Sprintf(`{"retry":true,"queue":%q,"class":"ActivityPub::DeliveryWorker","args":["{}",1,"https://example.com/inbox"],"jid":"0123456789abcdef01234567","created_at":%s,"enqueued_at":%s}`,
+		queue, enqueuedAt, enqueuedAt)
+	c.pushRaw(queue, job)
+}
+
+func (c *sidekiqClient) pushRaw(queue, job string) {
+	c.t.Helper()
+	ctx := context.Background()
+	if _, err := c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.SAdd(ctx, c.prefix+"queues", queue)
+		pipe.LPush(ctx, c.prefix+"queue:"+queue, job)
+		return nil
+	}); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
-func TestQueuesAndTheProcessedCounter(t *testing.T) {
-	addr := startRedis(t, "")
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer func() { _ = rdb.Close() }()
-	ctx := context.Background()
-	p := New(Config{Address: addr, Namespace: "mastodon"})
+func (c *sidekiqClient) processed(n int64) {
+	c.t.Helper()
+	if err := c.rdb.IncrBy(context.Background(), c.prefix+"stat:processed", n).Err(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Sidekiq 7 writes enqueued_at as float seconds, Sidekiq 8 as integer milliseconds.
+func seconds(t time.Time) string      { return fmt.Sprintf("%.3f", float64(t.UnixMilli())/1000) }
+func milliseconds(t time.Time) string { return fmt.Sprint(t.UnixMilli()) }
+
+func measure(t *testing.T, cfg Config) (enqueued int64, latency time.Duration, processed int64) {
+	t.Helper()
+	p := New(cfg)
 	defer func() { _ = p.Close() }()
-
-	m, err := p.Measure(ctx, time.Minute)
+	m, err := p.Measure(context.Background(), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *m.Enqueued != 0 || *m.QueueLatency != 0 || *m.Processed != 0 {
-		t.Fatalf("an empty Sidekiq measured %d jobs, %s, %d processed", *m.Enqueued, *m.QueueLatency, *m.Processed)
+	if m.Enqueued == nil || m.QueueLatency == nil || m.Processed == nil || m.ErrorRate != nil || m.Latency != nil {
+		t.Fatalf("measured %+v: want the queues and the counter, and nothing else", m)
 	}
+	return *m.Enqueued, *m.QueueLatency, *m.Processed
+}
 
+func near(d, want time.Duration) bool { return (d - want).Abs() < 2*time.Second }
+
+func TestAnEmptySidekiq(t *testing.T) {
+	addr := sharedRedis(t)
+	if n, l, p := measure(t, Config{Address: addr}); n != 0 || l != 0 || p != 0 {
+		t.Fatalf("an empty Redis: %d jobs, oldest %s, %d processed; want 0, 0, 0", n, l, p)
+	}
+	// Queues Sidekiq knows of, all empty.
+	c := newSidekiqClient(t, addr, "")
+	c.push("default", milliseconds(time.Now()))
+	if err := c.rdb.Del(context.Background(), "queue:default").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.processed(7)
+	if n, l, p := measure(t, Config{Address: addr}); n != 0 || l != 0 || p != 7 {
+		t.Fatalf("empty queues: %d jobs, oldest %s, %d processed; want 0, 0, 7", n, l, p)
+	}
+}
+
+func TestTheOldestJobOfEveryVersion(t *testing.T) {
+	for name, format := range map[string]func(time.Time) string{"Sidekiq 7": seconds, "Sidekiq 8": milliseconds} {
+		t.Run(name, func(t *testing.T) {
+			addr := sharedRedis(t)
+			c := newSidekiqClient(t, addr, "")
+			now := time.Now()
+			c.push("default", format(now.Add(-2*time.Minute)))
+			c.push("default", format(now.Add(-10*time.Second)))
+			c.push("push", format(now.Add(-30*time.Second)))
+			c.processed(1234)
+			n, l, p := measure(t, Config{Address: addr})
+			if n != 3 || !near(l, 2*time.Minute) || p != 1234 {
+				t.Fatalf("%d jobs, oldest %s, %d processed; want 3, 2m, 1234", n, l, p)
+			}
+		})
+	}
+}
+
+func TestTheNamespaceIsAKeyPrefix(t *testing.T) {
+	addr := sharedRedis(t)
 	now := time.Now()
-	// The oldest job (Sidekiq 7: float seconds) waits 90 s; a newer one (Sidekiq 8: integer ms).
-	enqueue(t, rdb, "mastodon:", "default", fmt.Sprintf("%.3f", float64(now.Add(-90*time.Second).UnixMilli())/1000))
-	enqueue(t, rdb, "mastodon:", "default", fmt.Sprint(now.Add(-5*time.Second).UnixMilli()))
-	enqueue(t, rdb, "mastodon:", "push", fmt.Sprint(now.Add(-30*time.Second).UnixMilli()))
-	// Keys of another namespace are not Sidekiq's of this instance.
-	enqueue(t, rdb, "", "default", fmt.Sprint(now.Add(-time.Hour).UnixMilli()))
-	if err := rdb.IncrBy(ctx, "mastodon:stat:processed", 1234).Err(); err != nil {
-		t.Fatal(err)
+	ours := newSidekiqClient(t, addr, "mastodon")
+	ours.push("default", milliseconds(now.Add(-90*time.Second)))
+	ours.push("ingress", seconds(now.Add(-20*time.Second)))
+	ours.processed(42)
+	// Another instance's Sidekiq, without a namespace, in the same Redis.
+	theirs := newSidekiqClient(t, addr, "")
+	theirs.push("default", milliseconds(now.Add(-time.Hour)))
+	theirs.push("default", milliseconds(now.Add(-time.Hour)))
+	theirs.processed(99999)
+
+	n, l, p := measure(t, Config{Address: addr, Namespace: "mastodon"})
+	if n != 2 || !near(l, 90*time.Second) || p != 42 {
+		t.Fatalf("%d jobs, oldest %s, %d processed; want 2, 1m30s, 42", n, l, p)
 	}
-	if m, err = p.Measure(ctx, time.Minute); err != nil {
-		t.Fatal(err)
+	if n, _, p := measure(t, Config{Address: addr}); n != 2 || p != 99999 {
+		t.Fatalf("without the namespace: %d jobs, %d processed; want the other instance's 2, 99999", n, p)
 	}
-	if *m.Enqueued != 3 || *m.Processed != 1234 {
-		t.Fatalf("measured %d jobs and %d processed, want 3 and 1234", *m.Enqueued, *m.Processed)
+}
+
+func TestTheProcessedCounterMoves(t *testing.T) {
+	addr := sharedRedis(t)
+	c := newSidekiqClient(t, addr, "")
+	c.push("default", milliseconds(time.Now()))
+	p := New(Config{Address: addr})
+	defer func() { _ = p.Close() }()
+	var counts []int64
+	for _, n := range []int64{10, 5} {
+		c.processed(n)
+		m, err := p.Measure(context.Background(), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts = append(counts, *m.Processed)
 	}
-	if d := *m.QueueLatency; d < 89*time.Second || d > 95*time.Second {
-		t.Fatalf("queue latency %s, want about 90s", d)
+	if counts[0] != 10 || counts[1] != 15 {
+		t.Fatalf("processed %v, want [10 15]", counts)
+	}
+}
+
+func TestAJobWithoutEnqueuedAtHasNoAge(t *testing.T) {
+	addr := sharedRedis(t)
+	c := newSidekiqClient(t, addr, "")
+	c.pushRaw("default", `{"queue":"default","class":"Scheduler::IndexingScheduler","args":[],"jid":"1"}`)
+	if n, l, _ := measure(t, Config{Address: addr}); n != 1 || l != 0 {
+		t.Fatalf("%d jobs, oldest %s; want 1, 0", n, l)
+	}
+	c.pushRaw("mailers", `not JSON, with a user's data`)
+	p := New(Config{Address: addr})
+	defer func() { _ = p.Close() }()
+	_, err := p.Measure(context.Background(), time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "mailers") || strings.Contains(err.Error(), "user's data") {
+		t.Fatalf("a job that is not JSON: %v; want an error naming the queue, not quoting the job", err)
 	}
 }
 
 func TestPasswordIsUsedAndNeverShown(t *testing.T) {
 	const password = "s3cret-redis-pass"
-	addr := startRedis(t, password)
-	ok := New(Config{Address: addr, Password: password})
-	defer func() { _ = ok.Close() }()
-	if _, err := ok.Measure(context.Background(), time.Minute); err != nil {
+	addr, stop, err := startRedis(redisBin(t), "--requirepass", password)
+	if err != nil {
 		t.Fatal(err)
 	}
-	wrong := New(Config{Address: addr, Password: "wrong-" + password})
-	defer func() { _ = wrong.Close() }()
-	_, err := wrong.Measure(context.Background(), time.Minute)
-	if err == nil {
-		t.Fatal("a wrong password measured")
+	t.Cleanup(stop)
+	if n, _, _ := measure(t, Config{Address: addr, Password: password}); n != 0 {
+		t.Fatalf("%d jobs in an empty Redis", n)
 	}
-	if strings.Contains(err.Error(), password) {
-		t.Fatalf("the error shows the password: %v", err)
+	for name, cfg := range map[string]Config{
+		"a wrong password": {Address: addr, Password: "wrong-" + password},
+		"no password":      {Address: addr},
+		// A URL in the address would put the password in a dial error.
+		"a URL with the password": {Address: "redis://:" + password + "@" + addr, Password: password},
+	} {
+		p := New(cfg)
+		_, err := p.Measure(context.Background(), time.Minute)
+		_ = p.Close()
+		if err == nil {
+			t.Errorf("%s measured", name)
+			continue
+		}
+		if strings.Contains(err.Error(), password) {
+			t.Errorf("%s: the error shows the password: %v", name, err)
+		}
 	}
 }
 
-func TestRedisDownIsNoData(t *testing.T) {
-	p := New(Config{Address: "127.0.0.1:9"})
+func TestRedisDownIsAnError(t *testing.T) {
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Config{Address: net.JoinHostPort("127.0.0.1", fmt.Sprint(port)), Password: "pw-not-shown"})
 	defer func() { _ = p.Close() }()
-	if _, err := p.Measure(context.Background(), time.Minute); err == nil {
-		t.Fatal("an unreachable Redis measured")
+	_, err = p.Measure(context.Background(), time.Minute)
+	var opErr *net.OpError
+	if err == nil || !errors.As(err, &opErr) || strings.Contains(err.Error(), "pw-not-shown") {
+		t.Fatalf("an unreachable Redis: %v; want the dial error, without the password", err)
 	}
 }
