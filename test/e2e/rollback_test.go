@@ -184,3 +184,57 @@ func TestLevel3RollbackRestoresTheDatabaseBackup(t *testing.T) {
 		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
 	}
 }
+
+// TestEachLevelFromTheOtherTrigger runs level 1 from a MastodonRollback and level 3 from
+// spec.rollbackLevel, the triggers the tests above do not use for them.
+func TestEachLevelFromTheOtherTrigger(t *testing.T) {
+	ctx := context.Background()
+	t.Run("level 1 by a MastodonRollback", func(t *testing.T) {
+		ns := "mastodon-level1-rollback"
+		objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseObserving, func(m *v1alpha1.MastodonMigration) {
+			m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+		})
+		rb := &v1alpha1.MastodonRollback{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "traffic-back"},
+			Spec:       v1alpha1.MastodonRollbackSpec{MigrationRef: v1alpha1.LocalObjectReference{Name: m.Name}, Level: 1},
+		}
+		if err := h.Client.Create(ctx, rb); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, func() (*v1alpha1.MastodonRollback, error) {
+			got := &v1alpha1.MastodonRollback{}
+			return got, h.Client.Get(ctx, client.ObjectKeyFromObject(rb), got)
+		}).Should(gomega.HaveField("Status.Phase", v1alpha1.RollbackSucceeded))
+		got, _ := getMigration(ctx, m)()
+		g := gomega.NewWithT(t)
+		g.Expect(got.Status.Rollback).To(gomega.And(gomega.HaveField("Level", int32(1)), gomega.HaveField("Trigger", "MastodonRollback")))
+		after := liveObjects(t, ctx, ns, objs)
+		for _, name := range []string{"mastodon-web", "mastodon-assets", "mastodon-emoji", "mastodon-streaming"} {
+			g.Expect(snapshot.Compare(after["Service/"+name], before["Service/"+name])).To(gomega.BeEmpty(), name)
+		}
+	})
+	t.Run("level 3 by spec.rollbackLevel", func(t *testing.T) {
+		ns := "mastodon-level3-spec"
+		objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseObserving, func(m *v1alpha1.MastodonMigration) {
+			m.Spec.Rollback.Database.CloudSQL = &v1alpha1.CloudSQLInstance{Project: "my-project", Instance: "mastodon-db"}
+			m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+		})
+		restores := len(cloudSQL.CallsTo(sqladmintest.InstancesRestoreBackup))
+		latest, _ := getMigration(ctx, m)()
+		raised := latest.DeepCopy()
+		raised.Spec.RollbackLevel = 3
+		g := gomega.NewWithT(t)
+		g.Expect(h.Client.Patch(ctx, raised, client.MergeFrom(latest))).To(gomega.MatchError(gomega.ContainSubstring("confirmDataLoss")))
+		raised.Spec.ConfirmDataLoss = true
+		g.Expect(h.Client.Patch(ctx, raised, client.MergeFrom(latest))).To(gomega.Succeed())
+		eventually(t, getMigration(ctx, m)).WithTimeout(2 * time.Minute).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+		got, _ := getMigration(ctx, m)()
+		g.Expect(got.Status.Rollback).To(gomega.And(gomega.HaveField("Level", int32(3)), gomega.HaveField("Trigger", "RollbackLevel")))
+		g.Expect(cloudSQL.CallsTo(sqladmintest.InstancesRestoreBackup)).To(gomega.HaveLen(restores+1))
+		g.Expect(cloudSQL.Restored("my-project", "mastodon-db")).To(gomega.ContainElement(got.Status.DatabaseBackup.ID))
+		after := liveObjects(t, ctx, ns, objs)
+		for key, b := range before {
+			g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
+		}
+	})
+}
