@@ -230,7 +230,7 @@ func TestEachLevelFromTheOtherTrigger(t *testing.T) {
 		eventually(t, getMigration(ctx, m)).WithTimeout(2 * time.Minute).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
 		got, _ := getMigration(ctx, m)()
 		g.Expect(got.Status.Rollback).To(gomega.And(gomega.HaveField("Level", int32(3)), gomega.HaveField("Trigger", "RollbackLevel")))
-		g.Expect(cloudSQL.CallsTo(sqladmintest.InstancesRestoreBackup)).To(gomega.HaveLen(restores+1))
+		g.Expect(cloudSQL.CallsTo(sqladmintest.InstancesRestoreBackup)).To(gomega.HaveLen(restores + 1))
 		g.Expect(cloudSQL.Restored("my-project", "mastodon-db")).To(gomega.ContainElement(got.Status.DatabaseBackup.ID))
 		after := liveObjects(t, ctx, ns, objs)
 		for key, b := range before {
