@@ -297,12 +297,7 @@ func (r *MastodonMigrationReconciler) rollbackScaleDownRelease(ctx context.Conte
 		return outcome{}, err
 	}
 	for _, d := range deployments {
-		if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
-			continue
-		}
-		before := d.DeepCopy()
-		d.Spec.Replicas = ptr.To[int32](0)
-		if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
+		if err := r.scaleToZero(ctx, d); err != nil {
 			return outcome{}, err
 		}
 	}
@@ -374,12 +369,7 @@ func (r *MastodonMigrationReconciler) rollbackStopAll(ctx context.Context, m *v1
 		all = append(all, d)
 	}
 	for _, d := range all {
-		if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
-			continue
-		}
-		before := d.DeepCopy()
-		d.Spec.Replicas = ptr.To[int32](0)
-		if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
+		if err := r.scaleToZero(ctx, d); err != nil {
 			return outcome{}, err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
@@ -132,4 +133,17 @@ func referencedConfig(src sourceStack) (configMaps, secrets []string) {
 		}
 	}
 	return configMaps, secrets
+}
+
+// scaleToZero sets a Deployment's replicas to 0, unless they are already.
+func (r *MastodonMigrationReconciler) scaleToZero(ctx context.Context, d *appsv1.Deployment) error {
+	if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
+		return nil
+	}
+	before := d.DeepCopy()
+	d.Spec.Replicas = ptr.To[int32](0)
+	if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
+		return fmt.Errorf("scaling Deployment %s to 0: %w", d.Name, err)
+	}
+	return nil
 }

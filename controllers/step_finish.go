@@ -8,7 +8,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
@@ -55,13 +54,8 @@ func (r *MastodonMigrationReconciler) finish(ctx context.Context, m *v1alpha1.Ma
 			}
 			continue
 		}
-		if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
-			continue
-		}
-		before := d.DeepCopy()
-		d.Spec.Replicas = ptr.To[int32](0)
-		if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
-			return outcome{}, fmt.Errorf("scaling source Deployment %s to 0: %w", d.Name, err)
+		if err := r.scaleToZero(ctx, d); err != nil {
+			return outcome{}, err
 		}
 	}
 	fate := "scaled to 0 and kept"

@@ -103,15 +103,10 @@ func (r *MastodonMigrationReconciler) rollComponent(ctx context.Context, m *v1al
 	var stopped []string
 	for _, d := range sourceOf(src, component) {
 		stopped = append(stopped, d.Name)
-		if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
-			continue
-		}
 		// An HPA of the old Deployment does not scale it back up: the autoscaler leaves a
 		// Deployment at 0 alone. Finish re-points it at the release.
-		before := d.DeepCopy()
-		d.Spec.Replicas = ptr.To[int32](0)
-		if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
-			return outcome{}, fmt.Errorf("scaling old Deployment %s to 0: %w", d.Name, err)
+		if err := r.scaleToZero(ctx, d); err != nil {
+			return outcome{}, err
 		}
 	}
 	msg += "; old " + strings.Join(stopped, ", ") + " scaled to 0"

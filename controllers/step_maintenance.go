@@ -8,7 +8,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
@@ -80,12 +79,8 @@ func (r *MastodonMigrationReconciler) stopSource(ctx context.Context, m *v1alpha
 	}
 	var waiting []string
 	for _, d := range src.all() {
-		if d.Spec.Replicas == nil || *d.Spec.Replicas != 0 {
-			before := d.DeepCopy()
-			d.Spec.Replicas = ptr.To[int32](0)
-			if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
-				return outcome{}, fmt.Errorf("scaling source Deployment %s to 0: %w", d.Name, err)
-			}
+		if err := r.scaleToZero(ctx, d); err != nil {
+			return outcome{}, err
 		}
 		if d.Status.Replicas > 0 || d.Status.ObservedGeneration < d.Generation {
 			waiting = append(waiting, fmt.Sprintf("%s: %d pod(s) left", d.Name, d.Status.Replicas))
