@@ -3,10 +3,13 @@ package controllers
 import (
 	"context"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
@@ -49,17 +52,40 @@ func (r *MastodonMigrationReconciler) migrationsNaming(kind string) handler.MapF
 		if release := o.GetLabels()[labelChartInstance]; release != "" {
 			key = releaseKey(release)
 		}
-		var list v1alpha1.MastodonMigrationList
-		if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexSourceObject: key}); err != nil {
-			log.FromContext(ctx).Error(err, "listing migrations that name an object", "kind", kind, "name", o.GetName())
-			return nil
-		}
-		reqs := make([]reconcile.Request, len(list.Items))
-		for i := range list.Items {
-			reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
-		}
-		return reqs
+		return r.migrationsIndexed(ctx, o.GetNamespace(), key)
 	}
+}
+
+// migrationsOfEndpointSlice maps an EndpointSlice to the migrations that name its Service: the
+// SourceServices rule counts the Service's ready endpoints. Not migrationsNaming: a slice copies
+// its Service's labels, so an instance label there names a release, not the Service.
+func (r *MastodonMigrationReconciler) migrationsOfEndpointSlice(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.migrationsIndexed(ctx, o.GetNamespace(), "Service/"+o.GetLabels()[discoveryv1.LabelServiceName])
+}
+
+// endpointSliceReadiness passes the EndpointSlices of a Service and, of their updates, only those
+// where the slice gains its first ready endpoint or loses its last: all the SourceServices rule
+// can tell apart, while a busy Service's slices change at every pod restart.
+var endpointSliceReadiness = predicate.And(
+	predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[discoveryv1.LabelServiceName] != "" }),
+	predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		hadReady := preflight.ReadyEndpoints(e.ObjectOld.(*discoveryv1.EndpointSlice)) > 0
+		return hadReady != (preflight.ReadyEndpoints(e.ObjectNew.(*discoveryv1.EndpointSlice)) > 0)
+	}},
+)
+
+// migrationsIndexed lists the migrations in namespace whose indexSourceObject has key.
+func (r *MastodonMigrationReconciler) migrationsIndexed(ctx context.Context, namespace, key string) []reconcile.Request {
+	var list v1alpha1.MastodonMigrationList
+	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{indexSourceObject: key}); err != nil {
+		log.FromContext(ctx).Error(err, "listing migrations that name an object", "key", key)
+		return nil
+	}
+	reqs := make([]reconcile.Request, len(list.Items))
+	for i := range list.Items {
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
+	}
+	return reqs
 }
 
 // migrationOf maps a MastodonRollback to the migration it names.

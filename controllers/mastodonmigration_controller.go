@@ -8,6 +8,7 @@ import (
 	"google.golang.org/api/option"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -173,8 +174,8 @@ func started(m *v1alpha1.MastodonMigration, steps []step) bool {
 	return false
 }
 
-// SetupWithManager watches migrations, the source objects they name, and the rollbacks that
-// point at them.
+// SetupWithManager watches migrations, the source objects they name (and the EndpointSlices of
+// their Services), and the rollbacks that point at them.
 func (r *MastodonMigrationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := indexSourceObjects(context.Background(), mgr); err != nil {
 		return err
@@ -183,6 +184,8 @@ func (r *MastodonMigrationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.MastodonMigration{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.migrationsNaming("Deployment"))).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.migrationsNaming("Service"))).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.migrationsOfEndpointSlice),
+			builder.WithPredicates(endpointSliceReadiness)).
 		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.migrationsNaming("Ingress"))).
 		// A MastodonRollback asks for a rollback through the migration's status, which the
 		// predicate above does not see change: its own changes wake the migration instead.

@@ -3,10 +3,12 @@ package controllers_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -135,6 +137,47 @@ func TestPreflightLooksAgainWhenTheSourceAppears(t *testing.T) {
 		gomega.ContainElement(gomega.HavePrefix("Deployment mastodon-worker is not available: ")),
 		gomega.Not(gomega.ContainElement(gomega.ContainSubstring("not found in namespace"))),
 	)))
+}
+
+func TestPreflightLooksAgainWhenAServiceGetsAReadyEndpoint(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, ctx)
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mastodon-web"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "mastodon-web"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	if err := k8sClient.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	m := migration(ns, "to-helm")
+	m.Spec.Source.Services = []string{"mastodon-web"}
+	if err := k8sClient.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	noEndpoint := gomega.ContainElement(gomega.And(gomega.HaveField("Object", "Service/mastodon-web"),
+		gomega.HaveField("Message", gomega.HavePrefix("Service mastodon-web has no ready endpoint"))))
+	preflight := func(m *v1alpha1.MastodonMigration) []v1alpha1.Finding { return m.Status.Preflight }
+	eventually(t, get(ctx, m)).Should(gomega.WithTransform(preflight, noEndpoint))
+
+	// envtest runs no EndpointSlice controller: the test writes the slice, its endpoint not ready
+	// (still no ready endpoint) and then ready. The update wakes the migration through the watch,
+	// with no requeue timer due.
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mastodon-web-abcde",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "mastodon-web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}}},
+	}
+	if err := k8sClient.Create(ctx, slice); err != nil {
+		t.Fatal(err)
+	}
+	gomega.NewWithT(t).Consistently(get(ctx, m)).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).
+		Should(gomega.WithTransform(preflight, noEndpoint))
+	slice.Endpoints[0].Conditions.Ready = ptr.To(true)
+	if err := k8sClient.Update(ctx, slice); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, get(ctx, m)).Should(gomega.WithTransform(preflight, gomega.Not(noEndpoint)))
 }
 
 func TestPausedMigrationRunsNoStep(t *testing.T) {
