@@ -30,6 +30,11 @@ func indexSourceObjects(ctx context.Context, mgr ctrl.Manager) error {
 		for _, d := range preflight.SourceDeployments(m) {
 			keys = append(keys, "Deployment/"+d.Name)
 		}
+		if a := m.Status.Adoption; a != nil {
+			for _, s := range a.SetAside {
+				keys = append(keys, "Deployment/"+s.As)
+			}
+		}
 		for _, s := range m.Spec.Source.Services {
 			keys = append(keys, "Service/"+s)
 		}

@@ -46,6 +46,7 @@ const (
 	StepRollSidekiq    = "RollSidekiq"
 	StepRollStreaming  = "RollStreaming"
 	StepRollWeb        = "RollWeb"
+	StepHandOver       = "HandOver"
 )
 
 // plan is the state machine of a migration: the ordered steps of its strategy.
@@ -64,7 +65,10 @@ func (r *MastodonMigrationReconciler) plan(m *v1alpha1.MastodonMigration) []step
 	case v1alpha1.StrategyInPlace:
 		// The runbook's Rolling strategy: the release is installed with nothing running, then
 		// each component starts from it, takes its traffic, and the old one stops.
-		return []step{preflight, values, snapshot, backup, install, baseline,
+		// HandOver readies the old stack's objects that the chart names as its own.
+		return []step{preflight, values, snapshot, backup,
+			{name: StepHandOver, phase: v1alpha1.PhaseInstalling, run: r.handOver},
+			install, baseline,
 			{name: StepRollSidekiq, phase: v1alpha1.PhaseShiftingTraffic, run: r.roll(rollSidekiq)},
 			{name: StepRollStreaming, phase: v1alpha1.PhaseShiftingTraffic, run: r.roll(rollStreaming)},
 			{name: StepRollWeb, phase: v1alpha1.PhaseShiftingTraffic, run: r.roll(rollWeb)},

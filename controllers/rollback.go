@@ -51,7 +51,7 @@ const sourceReadyTimeout = 60 * time.Second
 func changedCluster(m *v1alpha1.MastodonMigration) bool {
 	for _, s := range m.Status.Steps {
 		switch s.Name {
-		case StepMaintenanceOn, StepStopSource, StepInstall, StepShiftTraffic, StepFinish:
+		case StepMaintenanceOn, StepStopSource, StepHandOver, StepInstall, StepShiftTraffic, StepFinish:
 			if s.State != v1alpha1.StepPending {
 				return true
 			}
@@ -232,7 +232,8 @@ func (r *MastodonMigrationReconciler) rollbackSource(ctx context.Context, m *v1a
 		}
 	}
 	var waiting []string
-	for name, want := range stored {
+	for stored, want := range stored {
+		name := setAsideAs(m, stored)
 		live := &appsv1.Deployment{}
 		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: name}, live); err != nil {
 			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf(
@@ -323,6 +324,17 @@ func (r *MastodonMigrationReconciler) rollbackUninstall(ctx context.Context, m *
 // rollbackRestore puts every snapshotted object back exactly as it was before the migration:
 // Services with their GKE annotations, the Ingress, HPAs, BackendConfig and FrontendConfig.
 func (r *MastodonMigrationReconciler) rollbackRestore(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	if m.Status.Adoption != nil {
+		waiting, err := r.putBack(ctx, m)
+		if err != nil {
+			return outcome{}, err
+		}
+		if len(waiting) > 0 {
+			return outcome{state: v1alpha1.StepRunning, message: strings.Join(waiting, "; "), requeueAfter: sourceReadyTimeout}, nil
+		}
+		// The old Deployments go back under their own names with the snapshot below.
+		m.Status.Adoption = nil
+	}
 	outcomes, err := snapshot.Restore(ctx, r.Client, m.Namespace, snapshotName(m), fieldOwner)
 	changed := 0
 	for _, o := range outcomes {

@@ -46,8 +46,9 @@ func (r *MastodonMigrationReconciler) sourceStack(ctx context.Context, m *v1alph
 	var s sourceStack
 	for _, ref := range preflight.SourceDeployments(m) {
 		d := &appsv1.Deployment{}
-		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: ref.Name}, d); err != nil {
-			return s, fmt.Errorf("reading source Deployment %s: %w", ref.Name, err)
+		name := setAsideAs(m, ref.Name)
+		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: name}, d); err != nil {
+			return s, fmt.Errorf("reading source Deployment %s: %w", name, err)
 		}
 		switch ref.Component {
 		case "web":

@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
-	"github.com/mastodon-operator/mastodon-operator/internal/helm"
 	"github.com/mastodon-operator/mastodon-operator/internal/traffic"
 	"github.com/mastodon-operator/mastodon-operator/internal/workload"
 )
@@ -137,19 +136,9 @@ func sourceOf(src sourceStack, component string) []*appsv1.Deployment {
 	return src.sidekiq
 }
 
-// releaseReplicas renders the chart with the release's values (without the InPlace install's
-// zero replicas) and returns each component's replicas.
+// releaseReplicas returns each component's replicas as the release renders them.
 func (r *MastodonMigrationReconciler) releaseReplicas(ctx context.Context, m *v1alpha1.MastodonMigration) (map[string]int32, error) {
-	ref := m.Spec.Release.Chart
-	chrt, err := r.Charts.LoadChart(ctx, helm.ChartRef{Repository: ref.Repository, Name: ref.Name, Version: ref.Version})
-	if err != nil {
-		return nil, err
-	}
-	vals, err := r.releaseValues(ctx, m)
-	if err != nil {
-		return nil, err
-	}
-	manifests, err := helm.Render(chrt, vals, m.Spec.Release.Name, m.Namespace)
+	manifests, err := r.renderRelease(ctx, m)
 	if err != nil {
 		return nil, err
 	}

@@ -49,7 +49,11 @@ func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.M
 	if err != nil {
 		return outcome{}, err
 	}
-	rel, err := helm.Install(ctx, cfg, chrt, m.Spec.Release.Name, m.Namespace, vals, releaseTimeout(m))
+	opts, err := r.installOptions(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	rel, err := helm.Install(ctx, cfg, chrt, m.Spec.Release.Name, m.Namespace, vals, releaseTimeout(m), opts...)
 	if rel != nil {
 		st := releaseStatus(m)
 		st.Revision, st.ChartVersion, st.Status = int32(rel.Version), rel.Chart.Metadata.Version, rel.Info.Status.String()

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -48,6 +49,14 @@ func (r *MastodonMigrationReconciler) snapshot(ctx context.Context, m *v1alpha1.
 	for _, n := range secrets {
 		refs = append(refs, snapshot.Ref{APIVersion: "v1", Kind: "Secret", Name: n})
 	}
+	if m.Spec.Strategy == v1alpha1.StrategyInPlace {
+		// What the release will take over, beyond the old stack's own objects listed above.
+		collisions, err := r.collisions(ctx, m)
+		if err != nil {
+			return outcome{}, err
+		}
+		refs = appendMissing(refs, collisions)
+	}
 	snap, err := snapshot.Take(ctx, r.Client, m.Namespace, snapshotName(m), map[string]string{LabelMigration: m.Name}, refs)
 	if err != nil {
 		return outcome{}, err
@@ -56,4 +65,14 @@ func (r *MastodonMigrationReconciler) snapshot(ctx context.Context, m *v1alpha1.
 	m.Status.Snapshot = &v1alpha1.SnapshotStatus{Name: snap.Name, Objects: int32(snap.Objects), TakenAt: &taken}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("stored %d objects in snapshot %s (%d Secret(s))",
 		snap.Objects, snap.Name, snap.Parts)}, nil
+}
+
+// appendMissing adds to refs those of more it does not hold yet.
+func appendMissing(refs, more []snapshot.Ref) []snapshot.Ref {
+	for _, ref := range more {
+		if !slices.Contains(refs, ref) {
+			refs = append(refs, ref)
+		}
+	}
+	return refs
 }

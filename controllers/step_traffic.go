@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -120,7 +122,40 @@ func (r *MastodonMigrationReconciler) trafficStack(ctx context.Context, m *v1alp
 		return stack, err
 	}
 	stack.TargetServices = releaseServices.Items
+	adopted, err := r.adoptedServices(ctx, m)
+	if err != nil {
+		return stack, err
+	}
+	stack.TargetServices = append(stack.TargetServices, adopted...)
 	return stack, nil
+}
+
+// adoptedServices are the release's Services that it adopted from the old stack, as the chart
+// renders them: the live ones still select the old pods until the switch moves them, so the
+// switch learns the release's selector and port from the rendering.
+func (r *MastodonMigrationReconciler) adoptedServices(ctx context.Context, m *v1alpha1.MastodonMigration) ([]corev1.Service, error) {
+	a := m.Status.Adoption
+	if a == nil || !slices.ContainsFunc(a.Adopted, func(k string) bool { return strings.HasPrefix(k, "Service/") }) {
+		return nil, nil
+	}
+	manifests, err := r.renderRelease(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.Service
+	for _, key := range a.Adopted {
+		kind, name, _ := strings.Cut(key, "/")
+		u := manifests.Find(kind, name)
+		if kind != "Service" || u == nil {
+			continue
+		}
+		var s corev1.Service
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 func trafficChanges(recorded []v1alpha1.TrafficChange) []traffic.Change {

@@ -614,6 +614,11 @@ type MastodonMigrationStatus struct {
 	// +optional
 	Release *ReleaseStatus `json:"release,omitempty"`
 
+	// Adoption is what InPlace hands from the old stack to the release when the chart names
+	// its objects as the old stack did.
+	// +optional
+	Adoption *AdoptionStatus `json:"adoption,omitempty"`
+
 	// Traffic is where the traffic points.
 	// +optional
 	Traffic *TrafficStatus `json:"traffic,omitempty"`
@@ -729,6 +734,29 @@ type ReleaseStatus struct {
 	// (spec.release.generateValues), for review before the install.
 	// +optional
 	GeneratedValues string `json:"generatedValues,omitempty"`
+}
+
+// AdoptionStatus is what the release took over from the old stack (InPlace).
+type AdoptionStatus struct {
+	// Adopted are the objects Helm took over as they were, as Kind/name: the roll steps move
+	// their traffic, and a level 2 rollback keeps them and restores them from the snapshot.
+	// +listType=atomic
+	// +optional
+	Adopted []string `json:"adopted,omitempty"`
+	// SetAside are the old Deployments whose names the release's take: each runs on under a
+	// new name, with the same pods, until its component rolls.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	SetAside []SetAsideDeployment `json:"setAside,omitempty"`
+}
+
+// SetAsideDeployment is an old Deployment that runs on under another name.
+type SetAsideDeployment struct {
+	// Name is the Deployment's name in the snapshot, which the release's Deployment now has.
+	Name string `json:"name"`
+	// As is the name it runs on under.
+	As string `json:"as"`
 }
 
 // TrafficTarget is which stack serves the traffic.

@@ -13,6 +13,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/kube"
+	"helm.sh/helm/v3/pkg/postrender"
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/storage"
@@ -129,7 +130,7 @@ func Status(cfg *action.Configuration, name string) (*release.Release, error) {
 // interruption of the operator. A recovery before the install has a timeout of its own, and
 // the deletions Helm waits for when it cleans up after a failed hook get a short grace past the
 // timeout, so that Helm reports the hook's failure rather than the cleanup's.
-func Install(ctx context.Context, cfg *action.Configuration, chrt *chart.Chart, name, namespace string, values map[string]any, timeout time.Duration) (*release.Release, error) {
+func Install(ctx context.Context, cfg *action.Configuration, chrt *chart.Chart, name, namespace string, values map[string]any, timeout time.Duration, opts ...InstallOption) (*release.Release, error) {
 	if chrt == nil || chrt.Metadata == nil {
 		return nil, fmt.Errorf("install helm release %s: no chart", name)
 	}
@@ -169,6 +170,9 @@ func Install(ctx context.Context, cfg *action.Configuration, chrt *chart.Chart, 
 	install.WaitForJobs = true
 	install.Timeout = timeout
 	install.Replace = replace
+	for _, o := range opts {
+		o(install)
+	}
 	// Not install.RunWithContext: on cancellation it returns, records the release failed and
 	// lets the install go on in the background, in a goroutine that shares the release with the
 	// one recording it (a data race that `go test -race` reports). The bound kube client
@@ -189,6 +193,15 @@ func Install(ctx context.Context, cfg *action.Configuration, chrt *chart.Chart, 
 		// Refused before anything was stored: rendering, validation, unreachable cluster.
 		return nil, fmt.Errorf("install helm release %s with %s: %w", name, chartName(chrt), err)
 	}
+}
+
+// InstallOption changes how Install installs.
+type InstallOption func(*action.Install)
+
+// WithPostRenderer has the install pass the rendered manifests through pr, as
+// `helm install --post-renderer` does; Helm stores and applies what pr returns.
+func WithPostRenderer(pr postrender.PostRenderer) InstallOption {
+	return func(i *action.Install) { i.PostRenderer = pr }
 }
 
 // Uninstall removes the release and waits, up to timeout, until its objects are gone (with

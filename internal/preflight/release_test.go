@@ -243,29 +243,46 @@ func TestReleaseRulesFindWhatIsBroken(t *testing.T) {
 		check: "ReleaseCollisions", object: "ConfigMap/mastodon-helm-env",
 		says: []string{"does not belong to release mastodon-helm", "spec.release.name"},
 	}, {
-		name: "InPlace with release mastodon: Deployment/mastodon-web",
+		name: "InPlace with release mastodon hands the old stack's objects over",
 		breakIt: func(t *testing.T, s *stack) {
 			s.in.Migration.Spec.Strategy = v1alpha1.StrategyInPlace
 			s.in.Migration.Spec.Release.Name = "mastodon"
 		},
-		check: "ReleaseCollisions", object: "Deployment/mastodon-web",
-		says: []string{"InPlace does not hand it to Helm", "from app=mastodon-web to app.kubernetes.io/component=web", "mastodon-helm"},
+		noneOf: []string{"ReleaseCollisions"},
 	}, {
-		name: "InPlace with release mastodon: Service/mastodon-streaming",
+		name: "InPlace with release mastodon: a ConfigMap key the chart sets otherwise",
 		breakIt: func(t *testing.T, s *stack) {
 			s.in.Migration.Spec.Strategy = v1alpha1.StrategyInPlace
 			s.in.Migration.Spec.Release.Name = "mastodon"
-		},
-		check: "ReleaseCollisions", object: "Service/mastodon-streaming",
-		says: []string{"InPlace does not hand it to Helm", "no ready endpoint", "mastodon-helm"},
-	}, {
-		name: "InPlace with release mastodon: ConfigMap/mastodon-env",
-		breakIt: func(t *testing.T, s *stack) {
-			s.in.Migration.Spec.Strategy = v1alpha1.StrategyInPlace
-			s.in.Migration.Spec.Release.Name = "mastodon"
+			s.overrides = set("mastodon.localDomain", "other.example")
 		},
 		check: "ReleaseCollisions", object: "ConfigMap/mastodon-env",
-		says: []string{"InPlace does not hand it to Helm", "old pods read it", "mastodon-helm"},
+		says: []string{"InPlace cannot hand it to release mastodon", "key(s) LOCAL_DOMAIN", "mastodon.fullnameOverride"},
+	}, {
+		name: "InPlace with release mastodon and the Ingress method",
+		breakIt: func(t *testing.T, s *stack) {
+			s.in.Migration.Spec.Strategy = v1alpha1.StrategyInPlace
+			s.in.Migration.Spec.Release.Name = "mastodon"
+			s.in.Migration.Spec.Traffic.Method = v1alpha1.TrafficIngress
+		},
+		check: "ReleaseCollisions", object: "Service/mastodon-web",
+		says: []string{"InPlace cannot hand it to release mastodon", "use the ServiceSelector method"},
+	}, {
+		name: "InPlace with release mastodon: a Service that routes to no old pod",
+		breakIt: func(t *testing.T, s *stack) {
+			s.in.Migration.Spec.Strategy = v1alpha1.StrategyInPlace
+			s.in.Migration.Spec.Release.Name = "mastodon"
+			var svc corev1.Service
+			if err := s.c.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: "mastodon-streaming"}, &svc); err != nil {
+				t.Fatal(err)
+			}
+			svc.Spec.Selector = map[string]string{"app": "elsewhere"}
+			if err := s.c.Update(ctx, &svc); err != nil {
+				t.Fatal(err)
+			}
+		},
+		check: "ReleaseCollisions", object: "Service/mastodon-streaming",
+		says: []string{"InPlace cannot hand it to release mastodon", "selector app=elsewhere picks no pod"},
 	}, {
 		name: "another image tag",
 		breakIt: func(t *testing.T, s *stack) {

@@ -11,8 +11,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -107,17 +107,17 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 	got, _ := getMigration(ctx, m)()
 	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Ready")).To(gomega.BeTrue())
 	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
-		"DatabaseBackup=Skipped", "Install=Succeeded", "Baseline=Succeeded", "RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded",
+		"DatabaseBackup=Skipped", "HandOver=Skipped", "Install=Succeeded", "Baseline=Succeeded", "RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded",
 		"Observe=Succeeded", "Finish=Succeeded"}))
 	// Each component started only once the one before it had handed over.
 	var prev *metav1.Time
-	for _, s := range got.Status.Steps[6:9] {
+	for _, s := range got.Status.Steps[7:10] {
 		if prev != nil {
 			g.Expect(s.StartedAt.Time).NotTo(gomega.BeTemporally("<", prev.Time), s.Name)
 		}
 		prev = s.FinishedAt
 	}
-	g.Expect(got.Status.Steps[7].Message).To(gomega.ContainSubstring("Service/mastodon-streaming by ServiceSelector"))
+	g.Expect(got.Status.Steps[8].Message).To(gomega.ContainSubstring("Service/mastodon-streaming by ServiceSelector"))
 	g.Expect(got.Status.Traffic).To(gomega.HaveField("Target", v1alpha1.TrafficToRelease))
 	g.Expect(got.Status.Traffic.Changes).To(gomega.HaveLen(len(inPlaceSwitched)))
 
@@ -156,7 +156,8 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 }
 
 // TestInPlaceSurvivesARestartInEveryStep stops the operator as soon as each step is seen
-// running and starts a new one: the migration still completes, with one Helm release.
+// running and starts a new one: the migration still completes, with one Helm release. The
+// release is named mastodon, so that the hand-over of the old stack's objects is interrupted too.
 func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-inplace-restarts"
@@ -165,19 +166,20 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 	}
 	m := sampleMigration(t, ns)
 	inPlace(m)
+	m.Spec.Release.Name = "mastodon"
 	if err := h.Client.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	restartedIn := restartInEveryStep(t, ctx, m)
 	g := gomega.NewWithT(t)
-	for _, step := range []string{"Preflight", "Snapshot", "Install", "RollSidekiq", "RollStreaming", "RollWeb", "Observe", "Finish"} {
+	for _, step := range []string{"Preflight", "Snapshot", "HandOver", "Install", "RollSidekiq", "RollStreaming", "RollWeb", "Observe", "Finish"} {
 		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
 	}
 	got, _ := getMigration(ctx, m)()
 	g.Expect(stepStates(got)).To(gomega.ContainElements("RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded"))
 	g.Expect(got.Status.Traffic.Changes).To(gomega.HaveLen(len(inPlaceSwitched)), "each field recorded once")
 	var releases corev1.SecretList
-	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon-helm"})).To(gomega.Succeed())
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon"})).To(gomega.Succeed())
 	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
 	g.Expect(releases.Items[0].Labels).To(gomega.HaveKeyWithValue("status", "deployed"))
 	var snapshots corev1.SecretList
@@ -187,7 +189,7 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 		names[s.Labels[snapshot.LabelSnapshot]] = true
 	}
 	g.Expect(names).To(gomega.HaveLen(1), "exactly one snapshot")
-	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+	for _, name := range []string{"mastodon-web-previous", "mastodon-streaming-previous", "mastodon-worker"} {
 		d := &appsv1.Deployment{}
 		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
 		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), name)
@@ -217,58 +219,116 @@ func TestInPlaceLevel2RollbackRestoresTheFixtureExactly(t *testing.T) {
 	}
 }
 
-// TestInPlaceRefusesToAdoptTheOldStacksObjects names the release mastodon, so the chart's
-// objects take the names of the fixture's (mastodon-web, mastodon-streaming, mastodon-env):
-// preflight says for each why InPlace does not hand it to Helm, and nothing changes.
-func TestInPlaceRefusesToAdoptTheOldStacksObjects(t *testing.T) {
+// ownedReplicaSets names the ReplicaSets a Deployment controls, with their pods' count.
+func ownedReplicaSets(ctx context.Context, ns, deployment string) ([]string, error) {
+	var list appsv1.ReplicaSetList
+	if err := h.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rs := range list.Items {
+		if c := metav1.GetControllerOf(&rs); c != nil && c.Kind == "Deployment" && c.Name == deployment && *rs.Spec.Replicas > 0 {
+			out = append(out, rs.Name)
+		}
+	}
+	return out, nil
+}
+
+// TestInPlaceHandsTheOldStacksObjectsToTheRelease names the release mastodon, so the chart's
+// objects take the fixture's names (mastodon-web, mastodon-streaming, mastodon-env). The old
+// Deployments are set aside with their running pods, the Services and the ConfigMap are adopted
+// by the release as they are, every component rolls without a moment with no ready endpoint,
+// and a level 2 rollback gives every object back exactly, with the old pods never restarted.
+func TestInPlaceHandsTheOldStacksObjectsToTheRelease(t *testing.T) {
 	ctx := context.Background()
-	ns := "mastodon-inplace-collide"
+	ns := "mastodon-inplace-adopt"
 	objs, err := h.DeployMastodon(ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := liveObjects(t, ctx, ns, objs)
+	oldReplicaSets := map[string][]string{}
+	for _, name := range []string{"mastodon-web", "mastodon-streaming"} {
+		eventually(t, func() ([]string, error) { return ownedReplicaSets(ctx, ns, name) }).Should(gomega.HaveLen(1), name)
+		oldReplicaSets[name], _ = ownedReplicaSets(ctx, ns, name)
+	}
+	var services []string
+	for s := range inPlaceSwitched {
+		services = append(services, s)
+		eventually(t, func() (int, error) { return readyEndpoints(ctx, ns, s) }).Should(gomega.BeNumerically(">", 0), s)
+	}
+	stop := sampleEndpoints(ctx, ns, services)
 	m := sampleMigration(t, ns)
 	inPlace(m)
 	m.Spec.Release.Name = "mastodon"
+	m.Spec.Release.Values = &apiextensionsv1.JSON{Raw: []byte(`{"podAnnotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "2s"}}`)}
 	if err := h.Client.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	collision := func(object, why string) gomega.OmegaMatcher {
-		return gomega.And(gomega.HaveField("Check", "ReleaseCollisions"), gomega.HaveField("Object", object),
-			gomega.HaveField("Message", gomega.And(gomega.ContainSubstring("InPlace does not hand it to Helm"), gomega.ContainSubstring(why))))
-	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) []v1alpha1.Finding {
-		return m.Status.Preflight
-	}, gomega.ContainElements(
-		collision("Deployment/mastodon-web", "selector would have to change"),
-		collision("Deployment/mastodon-streaming", "selector would have to change"),
-		collision("Service/mastodon-web", "no ready endpoint"),
-		collision("Service/mastodon-streaming", "no ready endpoint"),
-		collision("ConfigMap/mastodon-env", "the old pods read it"),
-	)))
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
 	g := gomega.NewWithT(t)
+	g.Expect(stop()).To(gomega.BeEmpty(), "moments a Service users reach had no ready endpoint")
+
 	got, _ := getMigration(ctx, m)()
-	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Stalled")).To(gomega.BeTrue())
-	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Failed"}))
-	eventually(t, func() ([]string, error) {
-		var list eventsv1.EventList
-		err := h.Client.List(ctx, &list, client.InNamespace(ns))
-		var notes []string
-		for _, e := range list.Items {
-			if e.Reason == "PreflightFailed" {
-				notes = append(notes, e.Note)
-			}
-		}
-		return notes, err
-	}).Should(gomega.ContainElement(gomega.ContainSubstring("InPlace does not hand it to Helm")))
+	g.Expect(stepStates(got)).To(gomega.ContainElements("HandOver=Succeeded", "RollWeb=Succeeded", "Finish=Succeeded"))
+	g.Expect(got.Status.Adoption).NotTo(gomega.BeNil())
+	g.Expect(got.Status.Adoption.SetAside).To(gomega.ConsistOf(
+		v1alpha1.SetAsideDeployment{Name: "mastodon-web", As: "mastodon-web-previous"},
+		v1alpha1.SetAsideDeployment{Name: "mastodon-streaming", As: "mastodon-streaming-previous"}))
+	g.Expect(got.Status.Adoption.Adopted).To(gomega.ConsistOf("Service/mastodon-web", "Service/mastodon-streaming", "ConfigMap/mastodon-env"))
+
+	// The old pods moved to the set-aside Deployments without a restart: the very ReplicaSets.
+	for name, rss := range oldReplicaSets {
+		aside := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name + "-previous"}, aside)).To(gomega.Succeed())
+		g.Expect(*aside.Spec.Replicas).To(gomega.BeZero(), "the old %s is stopped", name)
+		var rs appsv1.ReplicaSet
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: rss[0]}, &rs)).To(gomega.Succeed())
+		g.Expect(metav1.GetControllerOf(&rs)).To(gomega.HaveField("Name", name+"-previous"))
+		// The name is the release's now, with the chart's selector.
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
+		g.Expect(d.Spec.Selector.MatchLabels).To(gomega.HaveKeyWithValue("app.kubernetes.io/instance", "mastodon"))
+		g.Expect(d.Annotations).To(gomega.HaveKeyWithValue("meta.helm.sh/release-name", "mastodon"))
+		g.Expect(d.Status.ReadyReplicas).To(gomega.BeEquivalentTo(2), name)
+	}
+	// The adopted Services belong to the release and select its pods; the ConfigMap kept every
+	// key the old pods read.
+	for _, name := range []string{"mastodon-web", "mastodon-streaming"} {
+		svc := &corev1.Service{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)).To(gomega.Succeed())
+		g.Expect(svc.Annotations).To(gomega.HaveKeyWithValue("meta.helm.sh/release-name", "mastodon"))
+		g.Expect(svc.Spec.Selector).To(gomega.HaveKeyWithValue("app.kubernetes.io/instance", "mastodon"))
+		g.Expect(readyEndpoints(ctx, ns, name)).To(gomega.Equal(2), name)
+	}
+	env := &corev1.ConfigMap{}
+	g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon-env"}, env)).To(gomega.Succeed())
+	for k, v := range before["ConfigMap/mastodon-env"].Object["data"].(map[string]any) {
+		g.Expect(env.Data).To(gomega.HaveKeyWithValue(k, v), k)
+	}
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
+
+	rollBackTo(t, ctx, m, 2)
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.BeEmpty())
 	after := liveObjects(t, ctx, ns, objs)
 	for key, b := range before {
 		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
 	}
-	var releases corev1.SecretList
-	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
-	g.Expect(releases.Items).To(gomega.BeEmpty())
+	// Uninstalling the release left what it had adopted in place (never deleted and created
+	// again, which would cut a Service off its load balancer).
+	for _, key := range got.Status.Adoption.Adopted {
+		g.Expect(after[key].GetUID()).To(gomega.Equal(before[key].GetUID()), key)
+	}
+	for name, rss := range oldReplicaSets {
+		g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, name, time.Minute)).To(gomega.Succeed())
+		g.Expect(ownedReplicaSets(ctx, ns, name)).To(gomega.Equal(rss), "%s runs its own ReplicaSet again", name)
+		aside := &appsv1.Deployment{}
+		err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name + "-previous"}, aside)
+		g.Expect(apierrors.IsNotFound(err)).To(gomega.BeTrue(), "%s-previous is gone: %v", name, err)
+	}
 }
 
 // TestInPlaceLevel1RollbackMovesEveryComponentBack rolls back while the new stack is watched:
