@@ -149,9 +149,8 @@ func (r *MastodonMigrationReconciler) setAside(ctx context.Context, m *v1alpha1.
 	case old.DeletionTimestamp != nil:
 		return fmt.Sprintf("Deployment %s is being deleted (its ReplicaSets are orphaned and keep their pods)", name), nil
 	default:
-		uid := old.UID
-		if err := r.Delete(ctx, old, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil && !apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("deleting Deployment %s, its ReplicaSets orphaned: %w", name, err)
+		if err := r.deleteOrphaning(ctx, old); err != nil {
+			return "", err
 		}
 		return fmt.Sprintf("Deployment %s deleted, its ReplicaSets orphaned and their pods running", name), nil
 	}
@@ -244,14 +243,24 @@ func (r *MastodonMigrationReconciler) putBack(ctx context.Context, m *v1alpha1.M
 			return nil, err
 		}
 		if aside.DeletionTimestamp == nil {
-			uid := aside.UID
-			if err := r.Delete(ctx, aside, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil && !apierrors.IsNotFound(err) {
-				return nil, fmt.Errorf("deleting Deployment %s, its ReplicaSets orphaned: %w", s.As, err)
+			if err := r.deleteOrphaning(ctx, aside); err != nil {
+				return nil, err
 			}
 		}
 		waiting = append(waiting, fmt.Sprintf("Deployment %s is being deleted (its pods go back to %s)", s.As, s.Name))
 	}
 	return waiting, nil
+}
+
+// deleteOrphaning deletes that very Deployment (UID precondition) and leaves its ReplicaSets, with
+// their pods, running.
+func (r *MastodonMigrationReconciler) deleteOrphaning(ctx context.Context, d *appsv1.Deployment) error {
+	uid := d.UID
+	err := r.Delete(ctx, d, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationOrphan))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting Deployment %s, its ReplicaSets orphaned: %w", d.Name, err)
+	}
+	return nil
 }
 
 func listOrNone(l []string) string {

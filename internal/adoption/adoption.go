@@ -88,15 +88,10 @@ func Form(stored, rendered *unstructured.Unstructured, release, namespace string
 	if !isConfig(stored) {
 		return out, nil
 	}
-	have, err := data(stored)
+	have, want, err := keys(stored, rendered)
 	if err != nil {
 		return nil, err
 	}
-	want, err := data(rendered)
-	if err != nil {
-		return nil, err
-	}
-	field := "data"
 	for k, v := range want {
 		if _, ok := have[k]; ok {
 			continue
@@ -104,7 +99,7 @@ func Form(stored, rendered *unstructured.Unstructured, release, namespace string
 		if stored.GetKind() == "Secret" {
 			v = base64.StdEncoding.EncodeToString([]byte(v))
 		}
-		if err := unstructured.SetNestedField(out.Object, v, field, k); err != nil {
+		if err := unstructured.SetNestedField(out.Object, v, "data", k); err != nil {
 			return nil, err
 		}
 	}
@@ -117,11 +112,7 @@ func KeyConflicts(stored, rendered *unstructured.Unstructured) ([]string, error)
 	if !isConfig(stored) {
 		return nil, nil
 	}
-	have, err := data(stored)
-	if err != nil {
-		return nil, err
-	}
-	want, err := data(rendered)
+	have, want, err := keys(stored, rendered)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +128,17 @@ func KeyConflicts(stored, rendered *unstructured.Unstructured) ([]string, error)
 
 func isConfig(u *unstructured.Unstructured) bool {
 	return u.GroupVersionKind().Group == "" && (u.GetKind() == "ConfigMap" || u.GetKind() == "Secret")
+}
+
+// keys returns the keys and plain values of both forms of a ConfigMap or Secret.
+func keys(stored, rendered *unstructured.Unstructured) (have, want map[string]string, err error) {
+	if have, err = data(stored); err != nil {
+		return nil, nil, err
+	}
+	if want, err = data(rendered); err != nil {
+		return nil, nil, err
+	}
+	return have, want, nil
 }
 
 // data returns the keys of a ConfigMap (data) or Secret (data decoded, then stringData, which

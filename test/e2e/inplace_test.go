@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
@@ -76,27 +77,39 @@ func sampleEndpoints(ctx context.Context, ns string, services []string) (stop fu
 	}
 }
 
-// TestInPlaceMigrationCompletes moves the fixture component by component, and watches the
-// Services users reach all along: none is ever without a ready endpoint.
-func TestInPlaceMigrationCompletes(t *testing.T) {
-	ctx := context.Background()
-	ns := "mastodon-inplace"
+// deployWatched deploys the fixture in ns and starts sampling the ready endpoints of the Services
+// users reach (sampleEndpoints), once each has one.
+func deployWatched(t *testing.T, ctx context.Context, ns string) (objs []*unstructured.Unstructured, before map[string]*unstructured.Unstructured, stop func() []string) {
+	t.Helper()
 	objs, err := h.DeployMastodon(ctx, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := liveObjects(t, ctx, ns, objs)
+	before = liveObjects(t, ctx, ns, objs)
 	var services []string
 	for s := range inPlaceSwitched {
 		services = append(services, s)
 		eventually(t, func() (int, error) { return readyEndpoints(ctx, ns, s) }).Should(gomega.BeNumerically(">", 0), s)
 	}
-	stop := sampleEndpoints(ctx, ns, services)
-	m := sampleMigration(t, ns)
+	return objs, before, sampleEndpoints(ctx, ns, services)
+}
+
+// inPlaceSlowPods asks for InPlace with release pods that turn Ready 2 s after they start, as
+// real ones take a while: traffic that moved before they were ready would find no ready
+// endpoint for that long.
+func inPlaceSlowPods(m *v1alpha1.MastodonMigration) {
 	inPlace(m)
-	// The release's pods turn Ready 2 s after they start, as real ones take a while: traffic
-	// that moved before they were ready would find no ready endpoint for that long.
 	m.Spec.Release.Values = &apiextensionsv1.JSON{Raw: []byte(`{"podAnnotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "2s"}}`)}
+}
+
+// TestInPlaceMigrationCompletes moves the fixture component by component, and watches the
+// Services users reach all along: none is ever without a ready endpoint.
+func TestInPlaceMigrationCompletes(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace"
+	objs, before, stop := deployWatched(t, ctx, ns)
+	m := sampleMigration(t, ns)
+	inPlaceSlowPods(m)
 	if err := h.Client.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +160,7 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 		g.Expect(*d.Spec.Replicas).To(gomega.BeEquivalentTo(2), d.Name)
 		g.Expect(d.Status.ReadyReplicas).To(gomega.BeEquivalentTo(2), d.Name)
 	}
-	for _, s := range services {
+	for s := range inPlaceSwitched {
 		g.Expect(readyEndpoints(ctx, ns, s)).To(gomega.Equal(2), s)
 	}
 	var releases corev1.SecretList
@@ -242,26 +255,15 @@ func ownedReplicaSets(ctx context.Context, ns, deployment string) ([]string, err
 func TestInPlaceHandsTheOldStacksObjectsToTheRelease(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-inplace-adopt"
-	objs, err := h.DeployMastodon(ctx, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := liveObjects(t, ctx, ns, objs)
+	objs, before, stop := deployWatched(t, ctx, ns)
 	oldReplicaSets := map[string][]string{}
 	for _, name := range []string{"mastodon-web", "mastodon-streaming"} {
 		eventually(t, func() ([]string, error) { return ownedReplicaSets(ctx, ns, name) }).Should(gomega.HaveLen(1), name)
 		oldReplicaSets[name], _ = ownedReplicaSets(ctx, ns, name)
 	}
-	var services []string
-	for s := range inPlaceSwitched {
-		services = append(services, s)
-		eventually(t, func() (int, error) { return readyEndpoints(ctx, ns, s) }).Should(gomega.BeNumerically(">", 0), s)
-	}
-	stop := sampleEndpoints(ctx, ns, services)
 	m := sampleMigration(t, ns)
-	inPlace(m)
+	inPlaceSlowPods(m)
 	m.Spec.Release.Name = "mastodon"
-	m.Spec.Release.Values = &apiextensionsv1.JSON{Raw: []byte(`{"podAnnotations": {"pod-ready.stage.kwok.x-k8s.io/delay": "2s"}}`)}
 	if err := h.Client.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}
