@@ -35,9 +35,9 @@ func (r *MastodonMigrationReconciler) renderRelease(ctx context.Context, m *v1al
 	return helm.Render(chrt, vals, m.Spec.Release.Name, m.Namespace)
 }
 
-// collisions lists the release's own objects (hooks excluded: preflight refuses those) that exist
-// under the same name and do not belong to it yet: what InPlace hands over. Preflight has checked
-// that each can be.
+// collisions lists the release's own objects (hooks excluded: preflight refuses those) that
+// exist before the install under the same kind and name: what InPlace hands over, and the
+// Snapshot step stores. Preflight has checked that each can be.
 func (r *MastodonMigrationReconciler) collisions(ctx context.Context, m *v1alpha1.MastodonMigration) ([]snapshot.Ref, error) {
 	manifests, err := r.renderRelease(ctx, m)
 	if err != nil {

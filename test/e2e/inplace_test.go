@@ -138,11 +138,7 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 	for source, release := range inPlaceSwitched {
 		svc := &corev1.Service{}
 		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: release}, svc)).To(gomega.Succeed())
-		want := map[string]any{}
-		for k, v := range svc.Spec.Selector {
-			want[k] = v
-		}
-		g.Expect(after["Service/"+source].Object).To(gomega.HaveKeyWithValue("spec", gomega.HaveKeyWithValue("selector", want)), source)
+		g.Expect(after["Service/"+source].Object).To(gomega.HaveKeyWithValue("spec", gomega.HaveKeyWithValue("selector", selectorOf(svc))), source)
 	}
 	for _, key := range []string{"Service/mastodon-media-proxy", "Deployment/mastodon-media-proxy", "Ingress/mastodon", "BackendConfig/mastodon-web-backend-config"} {
 		g.Expect(snapshot.Compare(after[key], before[key])).To(gomega.BeEmpty(), key)
@@ -360,4 +356,45 @@ func TestInPlaceLevel1RollbackMovesEveryComponentBack(t *testing.T) {
 	for _, d := range release.Items {
 		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
 	}
+}
+
+// TestInPlaceLevel1RollbackAfterAHandOver rolls back at level 1 while the release named mastodon
+// is watched: the set-aside Deployments run the old pods again, and the Services the release
+// adopted select them exactly as before, still the release's objects.
+func TestInPlaceLevel1RollbackAfterAHandOver(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-inplace-adopt-level1"
+	_, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseObserving, func(m *v1alpha1.MastodonMigration) {
+		m.Spec.Strategy = v1alpha1.StrategyInPlace
+		m.Spec.Release.Name = "mastodon"
+		m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+	})
+	rollBackTo(t, ctx, m, 1)
+	g := gomega.NewWithT(t)
+	for source := range inPlaceSwitched {
+		svc := &corev1.Service{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: source}, svc)).To(gomega.Succeed())
+		g.Expect(before["Service/"+source].Object).To(gomega.HaveKeyWithValue("spec", gomega.HaveKeyWithValue("selector", selectorOf(svc))), source)
+	}
+	for _, name := range []string{"mastodon-web-previous", "mastodon-streaming-previous", "mastodon-worker"} {
+		g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, name, time.Minute)).To(gomega.Succeed())
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
+		g.Expect(*d.Spec.Replicas).To(gomega.BeEquivalentTo(2), name)
+	}
+	var release appsv1.DeploymentList
+	g.Expect(h.Client.List(ctx, &release, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon"})).To(gomega.Succeed())
+	g.Expect(release.Items).To(gomega.HaveLen(3))
+	for _, d := range release.Items {
+		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
+	}
+}
+
+// selectorOf is a Service's selector as an unstructured object holds it.
+func selectorOf(svc *corev1.Service) map[string]any {
+	out := map[string]any{}
+	for k, v := range svc.Spec.Selector {
+		out[k] = v
+	}
+	return out
 }
