@@ -122,7 +122,7 @@ func (r *MastodonMigrationReconciler) runSteps(ctx context.Context, m *v1alpha1.
 			// Record the start before acting, so that status shows which step runs (an install
 			// takes minutes) and what came before it survives a crash during it.
 			m.Status.Phase = s.phase
-			start(rec, m.Generation, metav1.Now())
+			start(rec, m.Generation, metav1.NowMicro())
 			rec.Message = ""
 			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonProgressing, "step "+s.name+" started")
 			return ctrl.Result{RequeueAfter: recordFirst}, false, nil
@@ -136,7 +136,7 @@ func (r *MastodonMigrationReconciler) runSteps(ctx context.Context, m *v1alpha1.
 				fmt.Sprintf("step %s: %v", s.name, err))
 			return ctrl.Result{}, false, fmt.Errorf("step %s: %w", s.name, err)
 		}
-		finish(rec, out.state, out.message, metav1.Now())
+		finish(rec, out.state, out.message, metav1.NowMicro())
 		logger.V(1).Info("step ran", "step", s.name, "state", out.state, "message", out.message)
 		switch out.state {
 		case v1alpha1.StepSucceeded, v1alpha1.StepSkipped:

@@ -56,7 +56,7 @@ func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		rb.Status.Phase = v1alpha1.RollbackPending
 	}
 	rec := stepRecord(&rb.Status.Steps, StepResolve)
-	start(rec, rb.Generation, metav1.Now())
+	start(rec, rb.Generation, metav1.NowMicro())
 
 	m := &v1alpha1.MastodonMigration{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: rb.Namespace, Name: rb.Spec.MigrationRef.Name}, m)
@@ -96,12 +96,12 @@ func (r *MastodonRollbackReconciler) requestAndReport(ctx context.Context, rb *v
 		if reason == "" {
 			reason = "MastodonRollback " + rb.Name
 		}
-		now := metav1.Now()
+		now := metav1.NowMicro()
 		m.Status.Rollback = &v1alpha1.RollbackStatus{Level: rb.Spec.Level, Trigger: TriggerMastodonRollback, Reason: reason, StartedAt: &now}
 		if err := r.Status().Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, fmt.Errorf("asking MastodonMigration %s for the rollback: %w", m.Name, err)
 		}
-		finish(rec, v1alpha1.StepSucceeded, fmt.Sprintf("asked MastodonMigration %s for a level %d rollback", m.Name, rb.Spec.Level), metav1.Now())
+		finish(rec, v1alpha1.StepSucceeded, fmt.Sprintf("asked MastodonMigration %s for a level %d rollback", m.Name, rb.Spec.Level), metav1.NowMicro())
 		rb.Status.Phase = v1alpha1.RollbackRunning
 		setProgress(&rb.Status.Conditions, rb.Generation, progressReconciling, ReasonProgressing, rec.Message)
 		r.Recorder.Eventf(rb, m, corev1.EventTypeNormal, "RollbackRequested", "Rollback", "%s", rec.Message)
@@ -141,7 +141,7 @@ func (r *MastodonRollbackReconciler) requestAndReport(ctx context.Context, rb *v
 
 // refuse ends a rollback that cannot run, saying why.
 func (r *MastodonRollbackReconciler) refuse(rb *v1alpha1.MastodonRollback, rec *v1alpha1.StepStatus, reason, msg string) (ctrl.Result, error) {
-	finish(rec, v1alpha1.StepFailed, msg, metav1.Now())
+	finish(rec, v1alpha1.StepFailed, msg, metav1.NowMicro())
 	rb.Status.Phase = v1alpha1.RollbackFailed
 	setProgress(&rb.Status.Conditions, rb.Generation, progressStalled, reason, msg)
 	rb.Status.ObservedGeneration = rb.Generation

@@ -108,7 +108,7 @@ func requestedRollback(m *v1alpha1.MastodonMigration) (level int32, trigger, rea
 func (r *MastodonMigrationReconciler) rollBack(ctx context.Context, m *v1alpha1.MastodonMigration, level int32, trigger, reason string) (ctrl.Result, error) {
 	rb := m.Status.Rollback
 	if rb == nil || rb.Level < level {
-		now := metav1.Now()
+		now := metav1.NowMicro()
 		m.Status.Rollback = &v1alpha1.RollbackStatus{Level: level, Trigger: trigger, Reason: reason, StartedAt: &now}
 		if rb != nil && rb.StartedAt != nil {
 			m.Status.Rollback.StartedAt = rb.StartedAt
@@ -131,7 +131,7 @@ func (r *MastodonMigrationReconciler) rollBack(ctx context.Context, m *v1alpha1.
 }
 
 func (r *MastodonMigrationReconciler) rolledBack(m *v1alpha1.MastodonMigration, msg string) (ctrl.Result, error) {
-	now := metav1.Now()
+	now := metav1.NowMicro()
 	m.Status.Rollback.FinishedAt = &now
 	until := metav1.NewTime(now.Add(durationOr(m.Spec.Rollback.Watch, 30*time.Minute)))
 	m.Status.Rollback.WatchedUntil, m.Status.Rollback.Result = &until, RollbackWatching

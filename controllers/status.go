@@ -78,7 +78,7 @@ func stepRecord(steps *[]v1alpha1.StepStatus, name string) *v1alpha1.StepStatus 
 
 // start marks a step Running against a generation; StartedAt keeps the first start, so a resumed
 // step still shows how long it has taken in all.
-func start(rec *v1alpha1.StepStatus, generation int64, now metav1.Time) {
+func start(rec *v1alpha1.StepStatus, generation int64, now metav1.MicroTime) {
 	if rec.StartedAt == nil || rec.State == v1alpha1.StepSucceeded {
 		rec.StartedAt = &now
 	}
@@ -88,7 +88,7 @@ func start(rec *v1alpha1.StepStatus, generation int64, now metav1.Time) {
 }
 
 // finish records the outcome of a step.
-func finish(rec *v1alpha1.StepStatus, state v1alpha1.StepState, message string, now metav1.Time) {
+func finish(rec *v1alpha1.StepStatus, state v1alpha1.StepState, message string, now metav1.MicroTime) {
 	rec.State = state
 	rec.Message = message
 	if state == v1alpha1.StepRunning {
@@ -114,7 +114,7 @@ func eventNote(msg string) string {
 }
 
 // stepStartedAt returns when a step first started, or nil.
-func stepStartedAt(m *v1alpha1.MastodonMigration, name string) *metav1.Time {
+func stepStartedAt(m *v1alpha1.MastodonMigration, name string) *metav1.MicroTime {
 	for _, s := range m.Status.Steps {
 		if s.Name == name {
 			return s.StartedAt

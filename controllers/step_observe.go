@@ -91,7 +91,7 @@ func (r *MastodonMigrationReconciler) observe(ctx context.Context, m *v1alpha1.M
 		}
 		// Level 1 is the rollback the runbook takes at once: the old stack still runs until the
 		// window ends, so only the traffic moves.
-		now := metav1.Now()
+		now := metav1.NowMicro()
 		m.Status.Rollback = &v1alpha1.RollbackStatus{Level: 1, Trigger: TriggerAutomatic, Reason: judged.acting,
 			Breaches: m.Status.Analysis.Breaches, StartedAt: &now}
 		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "AutomaticRollback", "Rollback", "%s", eventNote(judged.acting+": rolling back at level 1"))

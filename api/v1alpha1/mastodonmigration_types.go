@@ -659,13 +659,14 @@ type StepStatus struct {
 	// +optional
 	Generation int64 `json:"generation,omitempty"`
 
-	// StartedAt is when the step first ran.
+	// StartedAt is when the step first ran, to the microsecond: most steps take less than a
+	// second.
 	// +optional
-	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	StartedAt *metav1.MicroTime `json:"startedAt,omitempty"`
 
 	// FinishedAt is when the step succeeded, failed or was skipped.
 	// +optional
-	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	FinishedAt *metav1.MicroTime `json:"finishedAt,omitempty"`
 
 	// Message says what the step did, or why it waits or failed.
 	// +kubebuilder:validation:MaxLength=4096
@@ -906,12 +907,12 @@ type RollbackStatus struct {
 	// +listType=atomic
 	// +optional
 	Breaches []Breach `json:"breaches,omitempty"`
-	// StartedAt is when it started.
+	// StartedAt is when it started, to the microsecond: a level 1 rollback takes seconds.
 	// +optional
-	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	StartedAt *metav1.MicroTime `json:"startedAt,omitempty"`
 	// FinishedAt is when it finished.
 	// +optional
-	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	FinishedAt *metav1.MicroTime `json:"finishedAt,omitempty"`
 	// WatchedUntil is when the watch of the restored stack ends.
 	// +optional
 	WatchedUntil *metav1.Time `json:"watchedUntil,omitempty"`

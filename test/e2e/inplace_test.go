@@ -123,7 +123,7 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 		"DatabaseBackup=Skipped", "HandOver=Skipped", "Install=Succeeded", "Baseline=Succeeded", "RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded",
 		"Observe=Succeeded", "Finish=Succeeded"}))
 	// Each component started only once the one before it had handed over.
-	var prev *metav1.Time
+	var prev *metav1.MicroTime
 	for _, s := range got.Status.Steps[7:10] {
 		if prev != nil {
 			g.Expect(s.StartedAt.Time).NotTo(gomega.BeTemporally("<", prev.Time), s.Name)
