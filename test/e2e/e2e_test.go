@@ -280,17 +280,8 @@ func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
 	for _, step := range []string{"Preflight", "Snapshot", "Install", "Verify", "ShiftTraffic", "Observe", "Finish"} {
 		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
 	}
-	var releases corev1.SecretList
-	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon-helm"})).To(gomega.Succeed())
-	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
-	g.Expect(releases.Items[0].Labels).To(gomega.HaveKeyWithValue("status", "deployed"))
-	var snapshots corev1.SecretList
-	g.Expect(h.Client.List(ctx, &snapshots, client.InNamespace(ns), client.HasLabels{"migration.mastodon-operator.io/migration"})).To(gomega.Succeed())
-	names := map[string]bool{}
-	for _, s := range snapshots.Items {
-		names[s.Labels[snapshot.LabelSnapshot]] = true
-	}
-	g.Expect(names).To(gomega.HaveLen(1), "exactly one snapshot")
+	expectOneDeployedRevision(g, ctx, ns, "mastodon-helm")
+	expectOneSnapshot(g, ctx, ns)
 }
 
 // restartInEveryStep restarts the operator once in each step, as soon as a status write shows
@@ -436,4 +427,34 @@ func TestVerifyWaitsForTheHealthEndpoints(t *testing.T) {
 	h.Web.Reset()
 	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
 	g.Expect(verifyMessage()).To(gomega.MatchRegexp(`^Succeeded: .*healthy: http://.*/api/v1/streaming/health, http://.*/health`))
+}
+
+// expectOneDeployedRevision: the release has exactly one revision, deployed; a restart or a
+// second run never installs twice.
+func expectOneDeployedRevision(g gomega.Gomega, ctx context.Context, ns, release string) {
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": release})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
+	g.Expect(releases.Items[0].Labels).To(gomega.HaveKeyWithValue("status", "deployed"))
+}
+
+// expectOneSnapshot: the migration stored the pre-migration state once.
+func expectOneSnapshot(g gomega.Gomega, ctx context.Context, ns string) {
+	var snapshots corev1.SecretList
+	g.Expect(h.Client.List(ctx, &snapshots, client.InNamespace(ns), client.HasLabels{"migration.mastodon-operator.io/migration"})).To(gomega.Succeed())
+	names := map[string]bool{}
+	for _, s := range snapshots.Items {
+		names[s.Labels[snapshot.LabelSnapshot]] = true
+	}
+	g.Expect(names).To(gomega.HaveLen(1), "exactly one snapshot")
+}
+
+// expectReleaseStopped: the release's three Deployments are kept, at 0 replicas (level 1).
+func expectReleaseStopped(g gomega.Gomega, ctx context.Context, ns, release string) {
+	var list appsv1.DeploymentList
+	g.Expect(h.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": release})).To(gomega.Succeed())
+	g.Expect(list.Items).To(gomega.HaveLen(3))
+	for _, d := range list.Items {
+		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
+	}
 }

@@ -159,9 +159,7 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 	for s := range inPlaceSwitched {
 		g.Expect(readyEndpoints(ctx, ns, s)).To(gomega.Equal(2), s)
 	}
-	var releases corev1.SecretList
-	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon-helm"})).To(gomega.Succeed())
-	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
+	expectOneDeployedRevision(g, ctx, ns, "mastodon-helm")
 }
 
 // TestInPlaceSurvivesARestartInEveryStep stops the operator as soon as each step is seen
@@ -187,17 +185,8 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 	got, _ := getMigration(ctx, m)()
 	g.Expect(stepStates(got)).To(gomega.ContainElements("RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded"))
 	g.Expect(got.Status.Traffic.Changes).To(gomega.HaveLen(len(inPlaceSwitched)), "each field recorded once")
-	var releases corev1.SecretList
-	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon"})).To(gomega.Succeed())
-	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
-	g.Expect(releases.Items[0].Labels).To(gomega.HaveKeyWithValue("status", "deployed"))
-	var snapshots corev1.SecretList
-	g.Expect(h.Client.List(ctx, &snapshots, client.InNamespace(ns), client.HasLabels{"migration.mastodon-operator.io/migration"})).To(gomega.Succeed())
-	names := map[string]bool{}
-	for _, s := range snapshots.Items {
-		names[s.Labels[snapshot.LabelSnapshot]] = true
-	}
-	g.Expect(names).To(gomega.HaveLen(1), "exactly one snapshot")
+	expectOneDeployedRevision(g, ctx, ns, "mastodon")
+	expectOneSnapshot(g, ctx, ns)
 	for _, name := range []string{"mastodon-web-previous", "mastodon-streaming-previous", "mastodon-worker"} {
 		d := &appsv1.Deployment{}
 		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
@@ -304,11 +293,10 @@ func TestInPlaceHandsTheOldStacksObjectsToTheRelease(t *testing.T) {
 	for k, v := range before["ConfigMap/mastodon-env"].Object["data"].(map[string]any) {
 		g.Expect(env.Data).To(gomega.HaveKeyWithValue(k, v), k)
 	}
-	var releases corev1.SecretList
-	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon"})).To(gomega.Succeed())
-	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
+	expectOneDeployedRevision(g, ctx, ns, "mastodon")
 
 	rollBackTo(t, ctx, m, 2)
+	var releases corev1.SecretList
 	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
 	g.Expect(releases.Items).To(gomega.BeEmpty())
 	after := liveObjects(t, ctx, ns, objs)
@@ -350,12 +338,7 @@ func TestInPlaceLevel1RollbackMovesEveryComponentBack(t *testing.T) {
 		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
 		g.Expect(*d.Spec.Replicas).To(gomega.BeEquivalentTo(2), name)
 	}
-	var release appsv1.DeploymentList
-	g.Expect(h.Client.List(ctx, &release, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
-	g.Expect(release.Items).To(gomega.HaveLen(3))
-	for _, d := range release.Items {
-		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
-	}
+	expectReleaseStopped(g, ctx, ns, "mastodon-helm")
 }
 
 // TestInPlaceLevel1RollbackAfterAHandOver rolls back at level 1 while the release named mastodon
@@ -382,12 +365,7 @@ func TestInPlaceLevel1RollbackAfterAHandOver(t *testing.T) {
 		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
 		g.Expect(*d.Spec.Replicas).To(gomega.BeEquivalentTo(2), name)
 	}
-	var release appsv1.DeploymentList
-	g.Expect(h.Client.List(ctx, &release, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon"})).To(gomega.Succeed())
-	g.Expect(release.Items).To(gomega.HaveLen(3))
-	for _, d := range release.Items {
-		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
-	}
+	expectReleaseStopped(g, ctx, ns, "mastodon")
 }
 
 // selectorOf is a Service's selector as an unstructured object holds it.

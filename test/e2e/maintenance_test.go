@@ -101,9 +101,7 @@ func TestMaintenanceSurvivesARestartInEveryStep(t *testing.T) {
 	for _, step := range []string{"MaintenancePageOn", "StopOldStack", "Install", "ShiftTraffic", "MaintenancePageOff", "Finish"} {
 		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
 	}
-	var releases corev1.SecretList
-	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm", "name": "mastodon-helm"})).To(gomega.Succeed())
-	g.Expect(releases.Items).To(gomega.HaveLen(1), "exactly one release revision")
+	expectOneDeployedRevision(g, ctx, ns, "mastodon-helm")
 }
 
 // TestMaintenanceLevel2RollbackRestoresTheStackExactly rolls back a Maintenance migration while

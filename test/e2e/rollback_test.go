@@ -39,12 +39,7 @@ func TestLevel1RollbackMovesTheTrafficBackToTheOldPods(t *testing.T) {
 	for _, name := range []string{"mastodon-web", "mastodon-assets", "mastodon-emoji", "mastodon-streaming"} {
 		g.Expect(snapshot.Compare(after["Service/"+name], before["Service/"+name])).To(gomega.BeEmpty(), name)
 	}
-	var release appsv1.DeploymentList
-	g.Expect(h.Client.List(ctx, &release, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
-	g.Expect(release.Items).To(gomega.HaveLen(3))
-	for _, d := range release.Items {
-		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
-	}
+	expectReleaseStopped(g, ctx, ns, "mastodon-helm")
 	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
 		g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, name, time.Minute)).To(gomega.Succeed())
 	}
