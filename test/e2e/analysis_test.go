@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -99,13 +98,7 @@ func TestAnAutomaticRollbackThatDoesNotHealEscalatesToLevel2(t *testing.T) {
 	g := gomega.NewWithT(t)
 	g.Expect(got.Status.Rollback.Reason).To(gomega.ContainSubstring("level 1 did not heal the stack"))
 	g.Expect(stepStates(got)).To(gomega.ContainElements("RollbackTraffic=Succeeded", "RollbackUninstall=Succeeded", "RollbackRestore=Succeeded"))
-	var releases corev1.SecretList
-	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
-	g.Expect(releases.Items).To(gomega.BeEmpty())
-	after := liveObjects(t, ctx, ns, objs)
-	for key, b := range before {
-		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
-	}
+	expectReleaseGoneAndStackRestored(t, g, ctx, m, objs, before)
 	// The old stack fails the same way: the watch after level 2 says so and stops there.
 	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Rollback.Result", gomega.HavePrefix("Unhealthy: ")))
 }

@@ -458,3 +458,23 @@ func expectReleaseStopped(g gomega.Gomega, ctx context.Context, ns, release stri
 		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
 	}
 }
+
+// expectReleaseGoneAndStackRestored: after a level 2 rollback no revision of the release and none
+// of its Deployments remain, and every object of the fixture is as it was before the migration.
+// It returns the objects as they are now.
+func expectReleaseGoneAndStackRestored(t testing.TB, g gomega.Gomega, ctx context.Context, m *v1alpha1.MastodonMigration,
+	objs []*unstructured.Unstructured, before map[string]*unstructured.Unstructured) map[string]*unstructured.Unstructured {
+	t.Helper()
+	var releases corev1.SecretList
+	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(m.Namespace), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
+	g.Expect(releases.Items).To(gomega.BeEmpty())
+	var deployments appsv1.DeploymentList
+	g.Expect(h.Client.List(ctx, &deployments, client.InNamespace(m.Namespace),
+		client.MatchingLabels{"app.kubernetes.io/instance": m.Spec.Release.Name})).To(gomega.Succeed())
+	g.Expect(deployments.Items).To(gomega.BeEmpty())
+	after := liveObjects(t, ctx, m.Namespace, objs)
+	for key, b := range before {
+		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
+	}
+	return after
+}

@@ -94,6 +94,22 @@ func deployWatched(t *testing.T, ctx context.Context, ns string) (objs []*unstru
 	return objs, before, sampleEndpoints(ctx, ns, services)
 }
 
+// completeWatched creates m and waits until it completes; the Services users reach never went
+// without a ready endpoint meanwhile (stop is deployWatched's).
+func completeWatched(t *testing.T, ctx context.Context, m *v1alpha1.MastodonMigration, stop func() []string) *v1alpha1.MastodonMigration {
+	t.Helper()
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
+	gomega.NewWithT(t).Expect(stop()).To(gomega.BeEmpty(), "moments a Service users reach had no ready endpoint")
+	got, err := getMigration(ctx, m)()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // inPlaceSlowPods asks for InPlace with release pods that turn Ready 2 s after they start, as
 // real ones take a while: traffic that moved before they were ready would find no ready
 // endpoint for that long.
@@ -110,14 +126,8 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 	objs, before, stop := deployWatched(t, ctx, ns)
 	m := sampleMigration(t, ns)
 	inPlaceSlowPods(m)
-	if err := h.Client.Create(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
+	got := completeWatched(t, ctx, m, stop)
 	g := gomega.NewWithT(t)
-	g.Expect(stop()).To(gomega.BeEmpty(), "moments a Service users reach had no ready endpoint")
-
-	got, _ := getMigration(ctx, m)()
 	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Ready")).To(gomega.BeTrue())
 	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
 		"DatabaseBackup=Skipped", "HandOver=Skipped", "Install=Succeeded", "Baseline=Succeeded", "RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded",
@@ -202,16 +212,7 @@ func TestInPlaceLevel2RollbackRestoresTheFixtureExactly(t *testing.T) {
 	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseCompleted, inPlace)
 	rollBackTo(t, ctx, m, 2)
 	g := gomega.NewWithT(t)
-	var releases corev1.SecretList
-	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
-	g.Expect(releases.Items).To(gomega.BeEmpty())
-	var deployments appsv1.DeploymentList
-	g.Expect(h.Client.List(ctx, &deployments, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
-	g.Expect(deployments.Items).To(gomega.BeEmpty())
-	after := liveObjects(t, ctx, ns, objs)
-	for key, b := range before {
-		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
-	}
+	expectReleaseGoneAndStackRestored(t, g, ctx, m, objs, before)
 	for _, name := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
 		g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, name, time.Minute)).To(gomega.Succeed())
 	}
@@ -249,14 +250,8 @@ func TestInPlaceHandsTheOldStacksObjectsToTheRelease(t *testing.T) {
 	m := sampleMigration(t, ns)
 	inPlaceSlowPods(m)
 	m.Spec.Release.Name = "mastodon"
-	if err := h.Client.Create(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
+	got := completeWatched(t, ctx, m, stop)
 	g := gomega.NewWithT(t)
-	g.Expect(stop()).To(gomega.BeEmpty(), "moments a Service users reach had no ready endpoint")
-
-	got, _ := getMigration(ctx, m)()
 	g.Expect(stepStates(got)).To(gomega.ContainElements("HandOver=Succeeded", "RollWeb=Succeeded", "Finish=Succeeded"))
 	g.Expect(got.Status.Adoption).NotTo(gomega.BeNil())
 	g.Expect(got.Status.Adoption.SetAside).To(gomega.ConsistOf(
@@ -296,13 +291,7 @@ func TestInPlaceHandsTheOldStacksObjectsToTheRelease(t *testing.T) {
 	expectOneDeployedRevision(g, ctx, ns, "mastodon")
 
 	rollBackTo(t, ctx, m, 2)
-	var releases corev1.SecretList
-	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
-	g.Expect(releases.Items).To(gomega.BeEmpty())
-	after := liveObjects(t, ctx, ns, objs)
-	for key, b := range before {
-		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
-	}
+	after := expectReleaseGoneAndStackRestored(t, g, ctx, m, objs, before)
 	// Uninstalling the release left what it had adopted in place (never deleted and created
 	// again, which would cut a Service off its load balancer).
 	for _, key := range got.Status.Adoption.Adopted {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -79,16 +78,7 @@ func TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly(t *testing.T) 
 		gomega.HaveField("Reason", "sidekiq jobs are not processed")))
 
 	// The release is gone, and every object of the stack is as it was before the migration.
-	var releases corev1.SecretList
-	g.Expect(h.Client.List(ctx, &releases, client.InNamespace(ns), client.MatchingLabels{"owner": "helm"})).To(gomega.Succeed())
-	g.Expect(releases.Items).To(gomega.BeEmpty())
-	var deployments appsv1.DeploymentList
-	g.Expect(h.Client.List(ctx, &deployments, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "mastodon-helm"})).To(gomega.Succeed())
-	g.Expect(deployments.Items).To(gomega.BeEmpty())
-	after := liveObjects(t, ctx, ns, objs)
-	for key, b := range before {
-		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
-	}
+	expectReleaseGoneAndStackRestored(t, g, ctx, m, objs, before)
 }
 
 // TestAnUnreadyNewStackIsRolledBackAutomatically injects a failure once the traffic has moved:
