@@ -184,6 +184,9 @@ func (r *MastodonMigrationReconciler) watchRestored(ctx context.Context, m *v1al
 				eventNote(msg+": escalating to level 2"))
 			rb.Level, rb.Reason, rb.FinishedAt, rb.WatchedUntil, rb.Result = 2, rb.Reason+"; then "+msg, nil, nil, ""
 			rb.Breaches = append(rb.Breaches, m.Status.Analysis.Breaches...)
+			// Written before level 2 runs: the record must not read "RolledBack" at level 2.
+			m.Status.Phase = v1alpha1.PhaseRollingBack
+			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonProgressing, msg+": escalating to level 2")
 			return ctrl.Result{RequeueAfter: recordFirst}, nil
 		}
 		rb.Result = RollbackUnhealthy + ": " + judged.acting
