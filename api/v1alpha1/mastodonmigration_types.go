@@ -200,11 +200,44 @@ type ReleaseSpec struct {
 	// +optional
 	GenerateValues bool `json:"generateValues,omitempty"`
 
+	// SecretEnv are variables the chart cannot pass from a Secret (chart 1.0.2 passes a fixed set
+	// of Secret keys, and its extraEnvFrom and extraEnvVars take only ConfigMaps and literals),
+	// such as OTP_SECRET, which Mastodon's older two-factor data still needs. The operator adds
+	// each as a secretKeyRef to every Mastodon container and hook Job of the release when it
+	// renders the chart. generateValues adds the Secret-held variables of the old pods that the
+	// chart does not pass; this list adds to those.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	SecretEnv []SecretEnvVar `json:"secretEnv,omitempty"`
+
 	// Timeout bounds the install, its hooks, and the wait for its resources.
 	// +kubebuilder:default="10m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s') && duration(self) <= duration('2h')",message="release.timeout must be between 30s and 2h"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// SecretEnvVar is one environment variable read from a Secret key in the migration's namespace.
+type SecretEnvVar struct {
+	// Name of the variable, such as OTP_SECRET.
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z][-._a-zA-Z0-9]*$`
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	// SecretName is the Secret holding the value.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	SecretName string `json:"secretName"`
+
+	// Key of the Secret holding the value.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Key string `json:"key"`
 }
 
 // ChartRef names a chart in a Helm repository or an OCI registry.
@@ -270,6 +303,17 @@ type PreflightSpec struct {
 	// (spec.rollback.database) is required.
 	// +optional
 	AllowImageChange bool `json:"allowImageChange,omitempty"`
+
+	// AcceptGitOpsOwners lets the migration change objects that a GitOps tool (Flux, Argo CD)
+	// manages, once you have suspended it for this namespace (Flux: flux suspend kustomization;
+	// Argo CD: automated sync and self-heal off). Each entry names the owner as preflight reports
+	// it, such as flux/apps/mastodon or argocd/mastodon. An owner left running re-applies the old
+	// manifests and undoes the traffic switch.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=512
+	// +listType=set
+	// +optional
+	AcceptGitOpsOwners []string `json:"acceptGitOpsOwners,omitempty"`
 }
 
 // CleanupSpec says what becomes of the old stack.
@@ -597,10 +641,16 @@ type MastodonMigrationStatus struct {
 	// +optional
 	Steps []StepStatus `json:"steps,omitempty"`
 
-	// Preflight lists what the last preflight found wrong; empty when it passed.
+	// Preflight lists what the last preflight found, most serious first: Blocks, then Changes,
+	// then Informational. It keeps the first 50; preflightSummary counts them all.
+	// +kubebuilder:validation:MaxItems=50
 	// +listType=atomic
 	// +optional
 	Preflight []Finding `json:"preflight,omitempty"`
+
+	// PreflightSummary counts the last preflight's findings by class, listed or not.
+	// +optional
+	PreflightSummary *PreflightSummary `json:"preflightSummary,omitempty"`
 
 	// Snapshot is where the live objects were stored before anything changed.
 	// +optional
@@ -674,19 +724,57 @@ type StepStatus struct {
 	Message string `json:"message,omitempty"`
 }
 
-// Finding is one problem that preflight found.
+// FindingClass says what a finding means for the migration.
+// +kubebuilder:validation:Enum=Blocks;Changes;Informational
+type FindingClass string
+
+// The classes of a finding. Blocks and Changes stop the migration (a Change can be accepted in
+// spec.preflight); Informational ones are only listed.
+const (
+	// FindingBlocks: the new stack would not start, would lose access to data, or the migration
+	// cannot go on safely.
+	FindingBlocks FindingClass = "Blocks"
+	// FindingChanges: the new stack would behave differently (a value differs, a setting the old
+	// pods had is dropped).
+	FindingChanges FindingClass = "Changes"
+	// FindingInformational: a difference that changes nothing Mastodon does, such as a variable
+	// added at the value Mastodon uses when it is unset.
+	FindingInformational FindingClass = "Informational"
+)
+
+// Finding is one thing that preflight found.
 type Finding struct {
 	// Check is the name of the check that found it, such as SourceDeployments.
+	// +kubebuilder:validation:MaxLength=64
 	// +required
 	Check string `json:"check"`
 
+	// Class is what the finding means: Blocks (the default), Changes or Informational.
+	// +optional
+	Class FindingClass `json:"class,omitempty"`
+
 	// Object names what the finding is about, such as Deployment/mastodon-web.
+	// +kubebuilder:validation:MaxLength=512
 	// +optional
 	Object string `json:"object,omitempty"`
 
 	// Message says what is wrong and what to do about it.
+	// +kubebuilder:validation:MaxLength=1024
 	// +required
 	Message string `json:"message"`
+}
+
+// PreflightSummary counts findings by class.
+type PreflightSummary struct {
+	// Blocks is how many findings block the migration.
+	Blocks int32 `json:"blocks"`
+	// Changes is how many findings change behaviour (accepted ones are not found).
+	Changes int32 `json:"changes"`
+	// Informational is how many findings are only listed.
+	Informational int32 `json:"informational"`
+	// Omitted is how many findings status.preflight leaves out to stay bounded.
+	// +optional
+	Omitted int32 `json:"omitted,omitempty"`
 }
 
 // SnapshotStatus is where the live objects were stored.

@@ -27,17 +27,17 @@ type Server struct {
 	closeErr error
 }
 
-// Serve packages each chart directory, indexes the archives and serves them on 127.0.0.1 at a
+// Serve packages each chart directory (or copies each chart archive), indexes the archives and serves them on 127.0.0.1 at a
 // free port. Two directories may hold the same chart at different versions.
-func Serve(chartDirs ...string) (*Server, error) {
-	if len(chartDirs) == 0 {
+func Serve(charts ...string) (*Server, error) {
+	if len(charts) == 0 {
 		return nil, errors.New("chartrepo: no chart directory to serve")
 	}
 	dir, err := os.MkdirTemp("", "chartrepo-")
 	if err != nil {
 		return nil, err
 	}
-	if err := fill(dir, chartDirs); err != nil {
+	if err := fill(dir, charts); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -73,9 +73,9 @@ func (s *Server) Close() error {
 
 // fill packages the charts into dir and indexes them. The index gives chart URLs relative to
 // the repository URL, so that the repository works under any address, a proxy's included.
-func fill(dir string, chartDirs []string) error {
-	for _, chartDir := range chartDirs {
-		if err := pack(chartDir, dir); err != nil {
+func fill(dir string, charts []string) error {
+	for _, chart := range charts {
+		if err := pack(chart, dir); err != nil {
 			return err
 		}
 	}
@@ -87,15 +87,24 @@ func fill(dir string, chartDirs []string) error {
 	return index.WriteFile(filepath.Join(dir, "index.yaml"), 0o644)
 }
 
-// pack writes chartDir as <name>-<version>.tgz into dir, after Helm has loaded (and so
-// validated) it.
-func pack(chartDir, dir string) error {
-	chrt, err := loader.LoadDir(chartDir)
+// pack writes a chart as <name>-<version>.tgz into dir, after Helm has loaded (and so
+// validated) it. A chart directory is packaged; a chart archive is served byte for byte as it
+// is, the way a chart repository serves what the chart's maintainers packaged.
+func pack(chartPath, dir string) error {
+	chrt, err := loader.Load(chartPath)
 	if err != nil {
-		return fmt.Errorf("chartrepo: load chart %s: %w", chartDir, err)
+		return fmt.Errorf("chartrepo: load chart %s: %w", chartPath, err)
+	}
+	if info, err := os.Stat(chartPath); err == nil && !info.IsDir() {
+		data, err := os.ReadFile(chartPath)
+		if err != nil {
+			return fmt.Errorf("chartrepo: read chart %s: %w", chartPath, err)
+		}
+		name := fmt.Sprintf("%s-%s.tgz", chrt.Name(), chrt.Metadata.Version)
+		return os.WriteFile(filepath.Join(dir, name), data, 0o644)
 	}
 	if _, err := chartutil.Save(chrt, dir); err != nil {
-		return fmt.Errorf("chartrepo: package chart %s: %w", chartDir, err)
+		return fmt.Errorf("chartrepo: package chart %s: %w", chartPath, err)
 	}
 	return nil
 }
