@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/helm"
 	"github.com/mastodon-operator/mastodon-operator/internal/preflight"
 	"github.com/mastodon-operator/mastodon-operator/internal/traffic"
 )
@@ -18,7 +19,7 @@ import (
 const (
 	labelChartName     = "app.kubernetes.io/name"
 	labelChartInstance = "app.kubernetes.io/instance"
-	labelChartPart     = "app.kubernetes.io/component"
+	labelChartPart     = helm.LabelComponent
 )
 
 // LabelMigration marks what the operator stores for a migration (snapshots, generated values).

@@ -2,8 +2,7 @@ package controllers
 
 import (
 	"helm.sh/helm/v3/pkg/chart"
-	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
 	"github.com/mastodon-operator/mastodon-operator/internal/values"
@@ -53,27 +52,17 @@ func lookupList(vals map[string]any, path ...string) ([]any, bool) {
 }
 
 // renderedReplicas returns the replicas of each Deployment the chart renders with the
-// release's values, by the chart's component label (web, streaming, sidekiq-<worker>): what
-// each component is scaled to when it rolls. Reading them from the render rather than from the
-// values takes the chart's defaults into account.
+// release's values, by component (web, streaming, sidekiq-<worker>): what each component is
+// scaled to when it rolls. Reading them from the render rather than from the values takes the
+// chart's defaults into account.
 func renderedReplicas(m *helm.Manifests) (map[string]int32, error) {
+	deployments, err := m.Deployments()
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]int32{}
-	for _, u := range m.Resources {
-		if u.GetKind() != "Deployment" {
-			continue
-		}
-		d := &appsv1.Deployment{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, d); err != nil {
-			return nil, err
-		}
-		c := d.Spec.Template.Labels[labelChartPart]
-		if c == "" {
-			continue
-		}
-		out[c] = 1 // the API server's default
-		if d.Spec.Replicas != nil {
-			out[c] = *d.Spec.Replicas
-		}
+	for c, d := range deployments {
+		out[c] = ptr.Deref(d.Spec.Replicas, 1) // 1 is the API server's default
 	}
 	return out, nil
 }

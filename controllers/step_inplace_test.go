@@ -16,7 +16,7 @@ import (
 
 func renderReplicas(t *testing.T, vals map[string]any) map[string]int32 {
 	t.Helper()
-	chrt, err := loader.Load(fixture.Testdata("charts", "mastodon"))
+	chrt, err := loader.Load(fixture.OfficialChart())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func renderReplicas(t *testing.T, vals map[string]any) map[string]int32 {
 }
 
 func TestStoppedValuesInstallEveryDeploymentAtZero(t *testing.T) {
-	chrt, err := loader.Load(fixture.Testdata("charts", "mastodon"))
+	chrt, err := loader.Load(fixture.OfficialChart())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,8 @@ func (r *MastodonMigrationReconciler) checkHealth(ctx context.Context, m *v1alph
 	}
 	var checked []string
 	for _, svc := range services.Items {
-		path, ok := healthPaths[svc.Labels[labelChartPart]]
+		// The official chart names a Service's component in its selector, not its labels.
+		path, ok := healthPaths[svc.Spec.Selector[labelChartPart]]
 		if !ok || len(svc.Spec.Ports) == 0 {
 			continue
 		}
@@ -88,7 +89,7 @@ func (r *MastodonMigrationReconciler) checkHealth(ctx context.Context, m *v1alph
 		checked = append(checked, url)
 	}
 	if len(checked) < len(healthPaths) {
-		return nil, fmt.Errorf("release %s has no web and streaming Services to check (label %s)", m.Spec.Release.Name, labelChartPart)
+		return nil, fmt.Errorf("release %s has no web and streaming Services to check (selector %s)", m.Spec.Release.Name, labelChartPart)
 	}
 	sort.Strings(checked)
 	return checked, nil

@@ -21,6 +21,7 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/controllers"
 	"github.com/mastodon-operator/mastodon-operator/internal/chartrepo"
+	"github.com/mastodon-operator/mastodon-operator/test/fixture"
 )
 
 // The suite runs the controllers against a real etcd and kube-apiserver (envtest, with the
@@ -52,7 +53,7 @@ func run(m *testing.M) int {
 	}
 	defer func() { _ = env.Stop() }()
 
-	repo, err := chartrepo.Serve(filepath.Join("..", "test", "testdata", "charts", "mastodon"))
+	repo, err := chartrepo.Serve(fixture.OfficialChart())
 	if err != nil {
 		os.Stderr.WriteString("serving the test chart: " + err.Error() + "\n")
 		return 1

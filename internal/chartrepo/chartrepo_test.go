@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-const testChart = "../../test/testdata/charts/mastodon"
+const testChart = "../../test/testdata/charts/mastodon-1.0.2.tgz"
 
 func TestServeListsAndServesTheChart(t *testing.T) {
 	srv, err := Serve(testChart)

@@ -97,7 +97,7 @@ func generate(t *testing.T, old stack) map[string]any {
 // the old stack (existingSecret) and extra, those the test adds.
 func renderStack(t *testing.T, vals map[string]any, old stack, extra ...*corev1.Secret) stack {
 	t.Helper()
-	chrt, err := loader.LoadDir(fixture.Testdata("charts", "mastodon"))
+	chrt, err := loader.Load(fixture.OfficialChart())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/internal/chartrepo"
 )
 
-const testChart = "../../test/testdata/charts/mastodon"
+const testChart = "../../test/testdata/charts/mastodon-1.0.2.tgz"
 
 func TestLoadChartFromRepository(t *testing.T) {
 	repoURL := serveRepository(t)

@@ -372,7 +372,7 @@ func startReleaseEnv(t *testing.T) *releaseEnv {
 	})
 	t.Logf("cluster up in %s", time.Since(began).Round(time.Millisecond))
 
-	repo, err := chartrepo.Serve("../../test/testdata/charts/mastodon")
+	repo, err := chartrepo.Serve("../../test/testdata/charts/mastodon-1.0.2.tgz")
 	if err != nil {
 		t.Fatal(err)
 	}

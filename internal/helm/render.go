@@ -9,7 +9,9 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/yaml"
 )
 
@@ -30,6 +32,29 @@ func (m *Manifests) Find(kind, name string) *unstructured.Unstructured {
 		}
 	}
 	return nil
+}
+
+// LabelComponent is the chart's label naming a component: web, streaming, sidekiq-<worker>.
+// The official chart puts it on each Deployment's selector and pod template, and only on the
+// Sidekiq Deployments' own metadata, so components are always read from the pod template.
+const LabelComponent = "app.kubernetes.io/component"
+
+// Deployments returns the rendered Deployments by the component label of their pod template.
+func (m *Manifests) Deployments() (map[string]*appsv1.Deployment, error) {
+	out := map[string]*appsv1.Deployment{}
+	for _, u := range m.Resources {
+		if u.GetKind() != "Deployment" {
+			continue
+		}
+		d := &appsv1.Deployment{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, d); err != nil {
+			return nil, fmt.Errorf("rendered Deployment %s: %w", u.GetName(), err)
+		}
+		if c := d.Spec.Template.Labels[LabelComponent]; c != "" {
+			out[c] = d
+		}
+	}
+	return out, nil
 }
 
 // Render renders chrt with values as `helm install --dry-run` would, through Helm's own install

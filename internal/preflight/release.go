@@ -138,28 +138,6 @@ func renderedPods(m *helm.Manifests) ([]renderedPod, error) {
 	return pods, nil
 }
 
-// labelComponent is the chart's label naming a Deployment's component: web, streaming,
-// sidekiq-<worker>.
-const labelComponent = "app.kubernetes.io/component"
-
-// renderedDeployments returns the rendered Deployments by their component label.
-func renderedDeployments(m *helm.Manifests) (map[string]*appsv1.Deployment, error) {
-	out := map[string]*appsv1.Deployment{}
-	for _, u := range m.Resources {
-		if u.GetKind() != "Deployment" {
-			continue
-		}
-		d := &appsv1.Deployment{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, d); err != nil {
-			return nil, err
-		}
-		if c := d.Labels[labelComponent]; c != "" {
-			out[c] = d
-		}
-	}
-	return out, nil
-}
-
 // renderedConfig returns the ConfigMaps and Secrets the chart renders (hooks included), by name.
 func renderedConfig(m *helm.Manifests) (map[string]*corev1.ConfigMap, map[string]*corev1.Secret, error) {
 	cms, secrets := map[string]*corev1.ConfigMap{}, map[string]*corev1.Secret{}

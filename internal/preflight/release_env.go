@@ -28,7 +28,7 @@ func envParity(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 	if p.manifests == nil {
 		return nil, nil
 	}
-	rendered, err := renderedDeployments(p.manifests)
+	rendered, err := p.manifests.Deployments()
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func envParity(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 		if pr.new == nil {
 			continue // the release lacks the component: TargetPorts and the switch report it
 		}
-		oldC, newC := sourceContainer(pr.old.Spec.Template.Spec, pr.role), container(pr.new.Spec.Template.Spec, containerName(pr.role))
+		oldC, newC := sourceContainer(pr.old.Spec.Template.Spec, pr.role), mastodonContainer(pr.new.Spec.Template.Spec)
 		if oldC == nil || newC == nil {
 			continue
 		}
@@ -154,8 +154,9 @@ func workerNames(deploy string) []string {
 	return []string{n}
 }
 
-// containerName is the chart's container name of a component.
-func containerName(role string) string { return role }
+// mastodonContainer is the Mastodon container of a rendered pod: the chart puts it first
+// (mastodon-web, mastodon-streaming, mastodon), before any sidecar such as prometheus-exporter.
+func mastodonContainer(pod corev1.PodSpec) *corev1.Container { return container(pod, "") }
 
 // sourceContainer picks the Mastodon container of a source pod as values.Generate does: the
 // only one, else one named after the component, else one running a mastodon image, else the

@@ -25,7 +25,7 @@ func imageUnchanged(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 	if err != nil || src == nil || len(src.Spec.Template.Spec.Containers) == 0 {
 		return nil, err // a missing source is SourceDeployments' finding
 	}
-	deployments, err := renderedDeployments(p.manifests)
+	deployments, err := p.manifests.Deployments()
 	if err != nil {
 		return nil, err
 	}

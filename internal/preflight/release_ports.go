@@ -20,7 +20,7 @@ func targetPorts(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 	if p.manifests == nil {
 		return nil, nil
 	}
-	rendered, err := renderedDeployments(p.manifests)
+	rendered, err := p.manifests.Deployments()
 	if err != nil {
 		return nil, err
 	}

@@ -54,7 +54,7 @@ type dirChart struct{ chrt *chart.Chart }
 func (d dirChart) LoadChart(context.Context, helm.ChartRef) (*chart.Chart, error) { return d.chrt, nil }
 
 var testChart = sync.OnceValues(func() (*chart.Chart, error) {
-	return loader.LoadDir(fixture.Testdata("charts", "mastodon"))
+	return loader.Load(fixture.OfficialChart())
 })
 
 // chartAddsOrDrops are the variables the chart gives its containers that the fixture's did not

@@ -92,7 +92,7 @@ func (s newStack) targets(t *testing.T) map[Component]Target {
 
 func renderRelease(t *testing.T) newStack {
 	t.Helper()
-	chrt, err := loader.LoadDir(fixture.Testdata("charts", "mastodon"))
+	chrt, err := loader.Load(fixture.OfficialChart())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -150,7 +150,7 @@ func TestGeneratedValuesRenderTheChart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
-	for _, msg := range lint.All(fixture.Testdata("charts", "mastodon"), vals, "mastodon", false).Messages {
+	for _, msg := range lint.All(fixture.OfficialChart(), vals, "mastodon", false).Messages {
 		t.Errorf("lint: %s", msg)
 	}
 	if s := m.Find("Secret", "mastodon-helm"); s != nil {
@@ -518,7 +518,7 @@ func noSecretValues(t *testing.T, secrets map[string]*corev1.Secret, vals map[st
 
 func testChart(t *testing.T) *chart.Chart {
 	t.Helper()
-	chrt, err := loader.LoadDir(fixture.Testdata("charts", "mastodon"))
+	chrt, err := loader.Load(fixture.OfficialChart())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ func Start(ctx context.Context, opts Options) (_ *Harness, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("installing the CRDs: %w", err)
 	}
-	if h.repo, err = chartrepo.Serve(fixture.Testdata("charts", "mastodon")); err != nil {
+	if h.repo, err = chartrepo.Serve(fixture.OfficialChart()); err != nil {
 		return nil, fmt.Errorf("serving the test chart: %w", err)
 	}
 	h.ChartURL = h.repo.URL()
