@@ -195,13 +195,18 @@ func (o *Operator) Stop() error {
 	return nil
 }
 
-// DeployMastodon creates a namespace and applies the production-like Kustomize fixture to it,
+// DeployMastodon creates a namespace and applies the production layout of the Kustomize fixture,
 // then waits until every Deployment has rolled out, as a live instance would be.
 func (h *Harness) DeployMastodon(ctx context.Context, namespace string) ([]*unstructured.Unstructured, error) {
+	return h.DeployLayout(ctx, namespace, fixture.LayoutProduction)
+}
+
+// DeployLayout is DeployMastodon with another of the fixture's layouts.
+func (h *Harness) DeployLayout(ctx context.Context, namespace, layout string) ([]*unstructured.Unstructured, error) {
 	if err := h.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		return nil, err
 	}
-	objs, err := fixture.Objects()
+	objs, err := fixture.Layout(layout)
 	if err != nil {
 		return nil, err
 	}
