@@ -1,6 +1,7 @@
 package helm
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/kube"
+	"helm.sh/helm/v3/pkg/postrender"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -44,6 +46,10 @@ type boundClient struct {
 	ctx      context.Context
 	deadline time.Time
 	timeout  time.Duration
+	// hooks, when set, post-renders every manifest Build reads: the hooks, which Helm v3 does
+	// not post-render itself, and the release's resources, already post-rendered, which an
+	// idempotent post-renderer leaves as they are.
+	hooks postrender.PostRenderer
 }
 
 // bind returns a copy of cfg whose kube client is bound to ctx and to a deadline timeout from
@@ -155,9 +161,21 @@ func (c *boundClient) DeleteWithPropagationPolicy(resources kube.ResourceList, p
 	return c.fullKubeClient.DeleteWithPropagationPolicy(resources, policy)
 }
 
+// Build reads a manifest into resources, first through hooks.
 func (c *boundClient) Build(reader io.Reader, validate bool) (kube.ResourceList, error) {
 	if err := c.ctx.Err(); err != nil {
 		return nil, err
+	}
+	if c.hooks != nil {
+		in := &bytes.Buffer{}
+		if _, err := in.ReadFrom(reader); err != nil {
+			return nil, err
+		}
+		out, err := c.hooks.Run(in)
+		if err != nil {
+			return nil, err
+		}
+		reader = out
 	}
 	return c.fullKubeClient.Build(reader, validate)
 }

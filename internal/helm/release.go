@@ -23,6 +23,8 @@ import (
 	"k8s.io/cli-runtime/pkg/resource"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 )
 
 // The release actions below are the operator's only way to change a Helm release. They follow
@@ -163,15 +165,17 @@ func Install(ctx context.Context, cfg *action.Configuration, chrt *chart.Chart, 
 
 	actx, done := actionContext(ctx)
 	defer done()
-	install := action.NewInstall(bind(actx, cfg, timeout))
+	bound := bind(actx, cfg, timeout)
+	install := action.NewInstall(bound)
 	install.ReleaseName = name
 	install.Namespace = namespace
 	install.Wait = true
 	install.WaitForJobs = true
 	install.Timeout = timeout
 	install.Replace = replace
-	for _, o := range opts {
-		o(install)
+	settings := apply(install, opts)
+	if kc, ok := bound.KubeClient.(*boundClient); ok && settings.hooks != nil {
+		kc.hooks = settings.hooks
 	}
 	// Not install.RunWithContext: on cancellation it returns, records the release failed and
 	// lets the install go on in the background, in a goroutine that shares the release with the
@@ -195,13 +199,44 @@ func Install(ctx context.Context, cfg *action.Configuration, chrt *chart.Chart, 
 	}
 }
 
-// InstallOption changes how Install installs.
-type InstallOption func(*action.Install)
+// InstallOption changes how Install installs, and Render renders.
+type InstallOption func(*installSettings)
 
-// WithPostRenderer has the install pass the rendered manifests through pr, as
-// `helm install --post-renderer` does; Helm stores and applies what pr returns.
+type installSettings struct {
+	install *action.Install
+	// hooks post-renders the hook manifests, which Helm v3 leaves out of post-rendering
+	// (helm/helm#7891): Install through the kube client's Build of each hook, Render itself.
+	hooks postrender.PostRenderer
+}
+
+func apply(install *action.Install, opts []InstallOption) installSettings {
+	s := installSettings{install: install}
+	for _, o := range opts {
+		o(&s)
+	}
+	return s
+}
+
+// WithPostRenderer has the install pass the rendered manifests (hooks excluded, as Helm v3
+// does) through pr, as `helm install --post-renderer` does, after the post-renderers of
+// earlier options; Helm stores and applies what they return.
 func WithPostRenderer(pr postrender.PostRenderer) InstallOption {
-	return func(i *action.Install) { i.PostRenderer = pr }
+	return func(s *installSettings) { s.install.PostRenderer = then(s.install.PostRenderer, pr) }
+}
+
+// WithSecretEnv gives the release's Mastodon containers and hook Jobs the variables vars from
+// their Secret keys (SecretEnv), in the resources through a post-renderer and in the hooks
+// as Install creates them. The release stores its hooks as the chart rendered them: `helm get
+// hooks` does not show these variables.
+func WithSecretEnv(vars []v1alpha1.SecretEnvVar) InstallOption {
+	return func(s *installSettings) {
+		if len(vars) == 0 {
+			return
+		}
+		pr := SecretEnv(vars)
+		s.install.PostRenderer = then(s.install.PostRenderer, pr)
+		s.hooks = then(s.hooks, pr)
+	}
 }
 
 // Uninstall removes the release and waits, up to timeout, until its objects are gone (with

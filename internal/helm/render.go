@@ -1,6 +1,7 @@
 package helm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -58,9 +59,10 @@ func (m *Manifests) Deployments() (map[string]*appsv1.Deployment, error) {
 }
 
 // Render renders chrt with values as `helm install --dry-run` would, through Helm's own install
-// action and template engine, without a cluster. Errors of the chart, such as a `required`
-// value left empty, come back with the chart's message.
-func Render(chrt *chart.Chart, values map[string]any, releaseName, namespace string) (*Manifests, error) {
+// action and template engine, without a cluster, and with the options Install would get, so
+// that what it shows is what Install creates. Errors of the chart, such as a `required` value
+// left empty, come back with the chart's message.
+func Render(chrt *chart.Chart, values map[string]any, releaseName, namespace string, opts ...InstallOption) (*Manifests, error) {
 	install := action.NewInstall(&action.Configuration{Log: func(string, ...any) {}})
 	install.DryRun = true
 	install.ClientOnly = true
@@ -68,6 +70,7 @@ func Render(chrt *chart.Chart, values map[string]any, releaseName, namespace str
 	install.IncludeCRDs = false
 	install.ReleaseName = releaseName
 	install.Namespace = namespace
+	settings := apply(install, opts)
 
 	rel, err := install.Run(chrt, values)
 	if err != nil {
@@ -79,7 +82,13 @@ func Render(chrt *chart.Chart, values map[string]any, releaseName, namespace str
 	}
 	m := &Manifests{Resources: resources}
 	for _, hook := range rel.Hooks {
-		objs, err := decode(hook.Manifest)
+		manifest := bytes.NewBufferString(hook.Manifest)
+		if settings.hooks != nil {
+			if manifest, err = settings.hooks.Run(manifest); err != nil {
+				return nil, fmt.Errorf("release %s hook %s: %w", releaseName, hook.Path, err)
+			}
+		}
+		objs, err := decode(manifest.String())
 		if err != nil {
 			return nil, fmt.Errorf("release %s hook %s: %w", releaseName, hook.Path, err)
 		}
