@@ -173,7 +173,7 @@ func serveRegistry(t *testing.T) string {
 // pushChart packages the test chart and pushes it as `helm push` would.
 func pushChart(t *testing.T, ref string) {
 	t.Helper()
-	chrt, err := loader.LoadDir(testChart)
+	chrt, err := loader.Load(testChart)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,11 +96,7 @@ func renderRelease(t *testing.T) newStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	values := map[string]any{
-		"postgresql": map[string]any{"hostname": "10.0.0.5"},
-		"redis":      map[string]any{"hostname": "redis.mastodon.svc"},
-	}
-	m, err := helm.Render(chrt, values, release, "mastodon")
+	m, err := helm.Render(chrt, fixture.OfficialChartMinimalValues("mastodon"), release, "mastodon")
 	if err != nil {
 		t.Fatal(err)
 	}
