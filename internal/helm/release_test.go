@@ -31,7 +31,7 @@ import (
 
 // The release actions run against a real local cluster (etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler, kwok): Jobs complete, Deployments become available
-// and garbage collection runs, as Helm's waits need. No container runs: the test chart's pods
+// and garbage collection runs, as Helm's waits need. No container runs: the chart's pods
 // are scheduled and become ready (or complete) without doing anything.
 
 const (
@@ -354,7 +354,7 @@ func testFailingHook(t *testing.T, env *releaseEnv) {
 	assertNoReleaseObjects(t, env, ns)
 }
 
-// startReleaseEnv starts the cluster and loads the test chart from a repository on loopback,
+// startReleaseEnv starts the cluster and loads the official chart from a repository on loopback,
 // as the operator loads the official one.
 func startReleaseEnv(t *testing.T) *releaseEnv {
 	t.Helper()

@@ -17,7 +17,7 @@ import (
 )
 
 // The tests run on the real shapes: the production overlay of the Kustomize fixture on the old
-// side, the test chart (which mirrors the official chart) rendered as release mastodon-helm on
+// side, the official chart rendered as release mastodon-helm on
 // the new side.
 const (
 	release         = "mastodon-helm"
