@@ -36,13 +36,13 @@ func TestStoppedValuesInstallEveryDeploymentAtZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	required := map[string]any{"postgresql": map[string]any{"hostname": "db"}, "redis": map[string]any{"hostname": "redis"}}
-	withWorkers := map[string]any{"postgresql": required["postgresql"], "redis": required["redis"], "mastodon": map[string]any{
-		"web": map[string]any{"replicas": int64(3)},
-		"sidekiq": map[string]any{"workers": []any{
-			map[string]any{"name": "default", "replicas": int64(2), "concurrency": int64(10)},
-			map[string]any{"name": "push", "replicas": int64(4)},
-		}}}}
+	required := fixture.OfficialChartMinimalValues("mastodon")
+	withWorkers := fixture.OfficialChartMinimalValues("mastodon")
+	withWorkers["mastodon"].(map[string]any)["web"] = map[string]any{"replicas": int64(3)}
+	withWorkers["mastodon"].(map[string]any)["sidekiq"] = map[string]any{"workers": []any{
+		map[string]any{"name": "default", "replicas": int64(2), "concurrency": int64(10)},
+		map[string]any{"name": "push", "replicas": int64(4)},
+	}}
 	for name, tc := range map[string]struct {
 		vals        map[string]any
 		running     map[string]int32

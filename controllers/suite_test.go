@@ -55,7 +55,7 @@ func run(m *testing.M) int {
 
 	repo, err := chartrepo.Serve(fixture.OfficialChart())
 	if err != nil {
-		os.Stderr.WriteString("serving the test chart: " + err.Error() + "\n")
+		os.Stderr.WriteString("serving the official chart: " + err.Error() + "\n")
 		return 1
 	}
 	defer func() { _ = repo.Close() }()

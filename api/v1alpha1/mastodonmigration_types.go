@@ -305,10 +305,12 @@ type PreflightSpec struct {
 	AllowImageChange bool `json:"allowImageChange,omitempty"`
 
 	// AcceptGitOpsOwners lets the migration change objects that a GitOps tool (Flux, Argo CD)
-	// manages, once you have suspended it for this namespace (Flux: flux suspend kustomization;
-	// Argo CD: automated sync and self-heal off). Each entry names the owner as preflight reports
-	// it, such as flux/apps/mastodon or argocd/mastodon. An owner left running re-applies the old
-	// manifests and undoes the traffic switch.
+	// manages, once you have suspended it (Flux: flux suspend kustomization; Argo CD: automated
+	// sync off for the Application). Each entry names the owner as preflight's GitOpsOwners
+	// finding reports it: flux/<namespace>/<kustomization>, argocd/<application>, or
+	// argocd/<namespace>/<application> for an Application outside Argo CD's namespace. An
+	// accepted owner is still listed, as Informational; an entry that matches no owner is
+	// ignored. An owner left running re-applies the old manifests and undoes the traffic switch.
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MaxLength=512
 	// +listType=set

@@ -1,5 +1,5 @@
 // Command demo shows the operator at work on the local cluster: it brings up the control plane,
-// deploys a production-like Mastodon from the Kustomize fixture, serves the test chart from a Helm
+// deploys a production-like Mastodon from the Kustomize fixture, serves the official chart from a Helm
 // repository on loopback, runs the operator, and applies MastodonMigrations, printing each step as
 // the operator records it. `make demo` runs it.
 package main
@@ -70,7 +70,7 @@ func run(ctx context.Context, dir string) error {
 	}
 	defer h.Stop()
 	say("cluster up: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok with 3 nodes in pool %s", harness.NodePool)
-	say("Helm repository with the test chart: %s", h.ChartURL)
+	say("Helm repository with the official chart, mastodon 1.0.2: %s", h.ChartURL)
 
 	heading("2. Mastodon as it runs today (the Kustomize fixture)")
 	objs, err := h.DeployMastodon(ctx, namespace)

@@ -170,10 +170,10 @@ func serveRegistry(t *testing.T) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-// pushChart packages the test chart and pushes it as `helm push` would.
+// pushChart packages the official chart and pushes it as `helm push` would.
 func pushChart(t *testing.T, ref string) {
 	t.Helper()
-	chrt, err := loader.LoadDir(testChart)
+	chrt, err := loader.Load(testChart)
 	if err != nil {
 		t.Fatal(err)
 	}

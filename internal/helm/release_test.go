@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -25,11 +26,12 @@ import (
 
 	"github.com/mastodon-operator/mastodon-operator/internal/chartrepo"
 	"github.com/mastodon-operator/mastodon-operator/internal/localcluster"
+	"github.com/mastodon-operator/mastodon-operator/test/fixture"
 )
 
 // The release actions run against a real local cluster (etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler, kwok): Jobs complete, Deployments become available
-// and garbage collection runs, as Helm's waits need. No container runs: the test chart's pods
+// and garbage collection runs, as Helm's waits need. No container runs: the chart's pods
 // are scheduled and become ready (or complete) without doing anything.
 
 const (
@@ -234,7 +236,8 @@ func testCancel(t *testing.T, env *releaseEnv) {
 	ns := releaseNamespace(t, env, "cancel")
 	cfg := releaseConfig(t, env, ns)
 
-	// db-prepare cannot be scheduled: the install waits in its pre-install hook until canceled.
+	// db-prepare gets no pod: the install waits in its pre-install hook until canceled.
+	liftQuota := noPods(t, env, ns)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	type result struct {
@@ -243,7 +246,7 @@ func testCancel(t *testing.T, env *releaseEnv) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		rel, err := Install(ctx, cfg, env.chart, releaseName, ns, unschedulable(releaseValues()), time.Minute)
+		rel, err := Install(ctx, cfg, env.chart, releaseName, ns, releaseValues(), time.Minute)
 		done <- result{rel, err}
 	}()
 	poll(t, "the db-prepare Job exists", 30*time.Second, func(ctx context.Context) error {
@@ -285,6 +288,7 @@ func testCancel(t *testing.T, env *releaseEnv) {
 		t.Errorf("Deployments created by a canceled install: %v", deployments)
 	}
 
+	liftQuota()
 	began := time.Now()
 	rel, err = Install(t.Context(), cfg, env.chart, releaseName, ns, releaseValues(), releaseTimeout)
 	if err != nil {
@@ -296,7 +300,7 @@ func testCancel(t *testing.T, env *releaseEnv) {
 	}
 	assertDeploymentsAvailable(t, env, ns)
 	if jobs := listNames(t, env, ns, "jobs"); len(jobs) != 0 {
-		t.Errorf("Jobs left: %v (the unschedulable db-prepare should have been replaced, then completed)", jobs)
+		t.Errorf("Jobs left: %v (the db-prepare that got no pod should have been replaced, then completed)", jobs)
 	}
 }
 
@@ -305,12 +309,13 @@ func testFailingHook(t *testing.T, env *releaseEnv) {
 	ns := releaseNamespace(t, env, "failing-hook")
 	cfg := releaseConfig(t, env, ns)
 
-	// The db-prepare Job never completes (its pod cannot be scheduled); Helm gives up when the
-	// timeout is over. The test chart cannot make the Job itself fail on this cluster (see the
-	// report): kwok completes every Job pod it runs.
+	// The db-prepare Job never completes (it gets no pod); Helm gives up when the timeout is
+	// over. The Job itself cannot be made to fail on this cluster: kwok completes every Job pod
+	// it runs.
+	noPods(t, env, ns)
 	const timeout = 5 * time.Second
 	began := time.Now()
-	rel, err := Install(ctx, cfg, env.chart, releaseName, ns, unschedulable(releaseValues()), timeout)
+	rel, err := Install(ctx, cfg, env.chart, releaseName, ns, releaseValues(), timeout)
 	took := time.Since(began)
 	t.Logf("Install failed after %s: %v", took.Round(time.Millisecond), err)
 	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "failed pre-install") || !strings.Contains(err.Error(), "timed out waiting for the condition") {
@@ -349,7 +354,7 @@ func testFailingHook(t *testing.T, env *releaseEnv) {
 	assertNoReleaseObjects(t, env, ns)
 }
 
-// startReleaseEnv starts the cluster and loads the test chart from a repository on loopback,
+// startReleaseEnv starts the cluster and loads the official chart from a repository on loopback,
 // as the operator loads the official one.
 func startReleaseEnv(t *testing.T) *releaseEnv {
 	t.Helper()
@@ -417,20 +422,28 @@ func releaseNamespace(t *testing.T, env *releaseEnv, name string) string {
 }
 
 func releaseValues() map[string]any {
-	return map[string]any{
-		"mastodon": map[string]any{
-			"localDomain": "example.social",
-			"secrets":     map[string]any{"existingSecret": "mastodon-secrets"},
-		},
-		"postgresql": map[string]any{"hostname": "postgresql.example.internal", "existingSecret": "mastodon-postgresql"},
-		"redis":      map[string]any{"hostname": "redis.example.internal", "existingSecret": "mastodon-redis"},
-	}
+	values := fixture.OfficialChartMinimalValues("mastodon-secrets")
+	values["mastodon"].(map[string]any)["localDomain"] = "example.social"
+	return values
 }
 
-// unschedulable puts every pod, the hook Jobs' first, on a node pool that does not exist.
-func unschedulable(values map[string]any) map[string]any {
-	values["nodeSelector"] = map[string]any{"cloud.google.com/gke-nodepool": "does-not-exist"}
-	return values
+// noPods forbids pods in ns with a ResourceQuota of 0 pods, until the returned func lifts it: the
+// hook Jobs' pods are never created, so the install waits in its pre-install hook. (The official
+// chart gives its hook Jobs no nodeSelector, so they cannot be kept off the nodes by values.)
+func noPods(t *testing.T, env *releaseEnv, ns string) (lift func()) {
+	t.Helper()
+	quota := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "no-pods"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}},
+	}
+	if _, err := env.client.CoreV1().ResourceQuotas(ns).Create(t.Context(), quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := env.client.CoreV1().ResourceQuotas(ns).Delete(t.Context(), quota.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // releaseConfig is a configuration whose Helm log goes to the test log if the test fails. The

@@ -13,28 +13,35 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/mastodon-operator/mastodon-operator/test/fixture"
 )
 
-// databases are the values the chart cannot do without.
-func databases() map[string]any {
-	return map[string]any{
-		"postgresql": map[string]any{"hostname": "10.0.0.5"},
-		"redis":      map[string]any{"hostname": "redis.mastodon.svc"},
-	}
-}
+// databases are the values the chart cannot do without: the database and Redis hosts, and
+// every credential from an existing Secret.
+func databases() map[string]any { return fixture.OfficialChartMinimalValues("mastodon") }
 
 func TestRenderNamesTheMissingRequiredValue(t *testing.T) {
 	chrt := loadTestChart(t)
 	for _, tc := range []struct {
-		values map[string]any
-		want   string
+		drop []string // the path of the value left out of databases()
+		want string
 	}{
-		{nil, "postgresql.hostname is required"},
-		{map[string]any{"postgresql": map[string]any{"hostname": "db"}}, "redis.hostname is required"},
+		{[]string{"postgresql", "hostname"}, "Database hostname must be given"},
+		{[]string{"redis", "hostname"}, "Redis hostname is required"},
+		{[]string{"mastodon", "secrets", "existingSecret"}, "secretKeyBase is required"},
+		{[]string{"mastodon", "smtp", "existingSecret"}, "SMTP username is required with no existing secret"},
+		{[]string{"postgresql", "existingSecret"}, "PostgreSQL password is required with no existing secret"},
 	} {
-		_, err := Render(chrt, tc.values, "mastodon-helm", "mastodon")
+		values := databases()
+		parent := values
+		for _, k := range tc.drop[:len(tc.drop)-1] {
+			parent = parent[k].(map[string]any)
+		}
+		delete(parent, tc.drop[len(tc.drop)-1])
+		_, err := Render(chrt, values, "mastodon-helm", "mastodon")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Render(%v) = %v, want an error containing %q", tc.values, err, tc.want)
+			t.Errorf("Render without %s = %v, want an error containing %q", strings.Join(tc.drop, "."), err, tc.want)
 		}
 	}
 }
@@ -76,8 +83,9 @@ func TestRenderYieldsTheOfficialChartsObjects(t *testing.T) {
 		if len(container.EnvFrom) != 1 || container.EnvFrom[0].ConfigMapRef.Name != "mastodon-helm-env" {
 			t.Errorf("%s envFrom %v, want ConfigMap mastodon-helm-env", tc.deployment, container.EnvFrom)
 		}
-		if ref := secretRef(container, "SECRET_KEY_BASE"); ref == nil || ref.Name != "mastodon-helm" || ref.Key != "SECRET_KEY_BASE" {
-			t.Errorf("%s SECRET_KEY_BASE from %v, want Secret mastodon-helm key SECRET_KEY_BASE", tc.deployment, ref)
+		// The chart's own key names, from the Secret that mastodon.secrets.existingSecret names.
+		if ref := secretRef(container, "SECRET_KEY_BASE"); ref == nil || ref.Name != "mastodon" || ref.Key != "secret-key-base" {
+			t.Errorf("%s SECRET_KEY_BASE from %v, want Secret mastodon key secret-key-base", tc.deployment, ref)
 		}
 		if d.Spec.Template.Spec.SecurityContext == nil || *d.Spec.Template.Spec.SecurityContext.RunAsUser != 991 {
 			t.Errorf("%s pods do not run as uid 991", tc.deployment)
@@ -113,14 +121,24 @@ func TestRenderYieldsTheOfficialChartsObjects(t *testing.T) {
 
 	var env corev1.ConfigMap
 	convert(t, m.Find("ConfigMap", "mastodon-helm-env"), &env)
-	if env.Data["DB_HOST"] != "10.0.0.5" || env.Data["REDIS_HOST"] != "redis.mastodon.svc" || env.Data["LOCAL_DOMAIN"] != "mastodon.local" {
+	if env.Data["DB_HOST"] != "10.20.0.3" || env.Data["REDIS_HOST"] != "10.20.0.11" || env.Data["LOCAL_DOMAIN"] != "mastodon.local" {
 		t.Errorf("ConfigMap mastodon-helm-env = %v, want the database hosts and LOCAL_DOMAIN mastodon.local", env.Data)
 	}
-	if m.Find("ServiceAccount", "mastodon-helm") == nil || m.Find("Secret", "mastodon-helm") == nil {
-		t.Errorf("no ServiceAccount and Secret mastodon-helm among %v", names(m.Resources))
+	if m.Find("ServiceAccount", "mastodon-helm") == nil {
+		t.Errorf("no ServiceAccount mastodon-helm among %v", names(m.Resources))
 	}
 	if m.Find("Ingress", "mastodon-helm") != nil {
 		t.Error("an Ingress is rendered though ingress.enabled defaults to false")
+	}
+	// The HTTPRoute is on by default: without the Gateway API's CRDs the install fails.
+	withRoute := databases()
+	delete(withRoute, "httproute")
+	routed, err := Render(loadTestChart(t), withRoute, "mastodon-helm", "mastodon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if routed.Find("HTTPRoute", "mastodon-helm") == nil {
+		t.Errorf("no HTTPRoute mastodon-helm with the chart's default httproute.enabled among %v", names(routed.Resources))
 	}
 	for _, obj := range m.Resources {
 		if _, isHook := obj.GetAnnotations()["helm.sh/hook"]; isHook {
@@ -134,10 +152,10 @@ func TestRenderHooksMatchTheOfficialChart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// With every credential in existing Secrets, the chart renders no Secret of its own.
 	want := map[string][2]string{ // kind/name → hook, weight
 		"ServiceAccount/mastodon-helm-predeploy": {"pre-install,pre-upgrade", "-10"},
-		"ConfigMap/mastodon-helm-env-predeploy":  {"pre-install,pre-upgrade", "-10"},
-		"Secret/mastodon-helm-predeploy":         {"pre-install,pre-upgrade", "-10"},
+		"ConfigMap/mastodon-helm-env-predeploy":  {"pre-install,pre-upgrade,post-install,post-upgrade", "-10"},
 		"Job/mastodon-helm-db-prepare":           {"pre-install", "-2"},
 		"Job/mastodon-helm-db-pre-migrate":       {"pre-upgrade", "-1"},
 		"Job/mastodon-helm-db-migrate":           {"post-install,post-upgrade", "-1"},
@@ -154,25 +172,28 @@ func TestRenderHooksMatchTheOfficialChart(t *testing.T) {
 		t.Errorf("hooks %v, want %v", got, want)
 	}
 
-	// Jobs before install or upgrade use the predeploy copies; the one after uses the release's.
-	for job, suffix := range map[string]string{
-		"mastodon-helm-db-prepare": "-predeploy", "mastodon-helm-db-pre-migrate": "-predeploy", "mastodon-helm-db-migrate": "",
+	// Every Job reads the predeploy ConfigMap, which exists from pre-install to post-upgrade; the
+	// Jobs before the install run as the predeploy ServiceAccount, the one after as the release's.
+	// Credentials come from the existing Secret.
+	for job, account := range map[string]string{
+		"mastodon-helm-db-prepare": "mastodon-helm-predeploy", "mastodon-helm-db-pre-migrate": "mastodon-helm-predeploy",
+		"mastodon-helm-db-migrate": "mastodon-helm",
 	} {
 		var j batchv1.Job
 		convert(t, m.Find("Job", job), &j)
 		pod := j.Spec.Template.Spec
 		dbPass := secretRef(pod.Containers[0], "DB_PASS")
-		if pod.ServiceAccountName != "mastodon-helm"+suffix ||
-			pod.Containers[0].EnvFrom[0].ConfigMapRef.Name != "mastodon-helm-env"+suffix ||
-			dbPass == nil || dbPass.Name != "mastodon-helm"+suffix {
-			t.Errorf("Job %s does not use the ServiceAccount, ConfigMap and Secret named mastodon-helm…%s", job, suffix)
+		if pod.ServiceAccountName != account || pod.Containers[0].EnvFrom[0].ConfigMapRef.Name != "mastodon-helm-env-predeploy" ||
+			dbPass == nil || dbPass.Name != "mastodon" || dbPass.Key != "password" {
+			t.Errorf("Job %s runs as %s with %v and DB_PASS from %v, want ServiceAccount %s, ConfigMap mastodon-helm-env-predeploy and Secret mastodon key password",
+				job, pod.ServiceAccountName, pod.Containers[0].EnvFrom, dbPass, account)
 		}
 	}
 
 	disabled := databases()
-	disabled["mastodon"] = map[string]any{"hooks": map[string]any{
+	disabled["mastodon"].(map[string]any)["hooks"] = map[string]any{
 		"dbPrepare": map[string]any{"enabled": false}, "dbMigrate": map[string]any{"enabled": false},
-	}}
+	}
 	m, err = Render(loadTestChart(t), disabled, "mastodon-helm", "mastodon")
 	if err != nil {
 		t.Fatal(err)
@@ -206,31 +227,24 @@ func TestRenderFullnameRules(t *testing.T) {
 	}
 }
 
-// The operator reuses the old stack's Secret: every key is read from it under the old name, and
-// the chart creates no Secret of its own.
+// The operator reuses the old stack's Secret: every key the chart passes is read from it under
+// the old name, and the chart creates no Secret of its own. OTP_SECRET is not among them: the
+// chart does not pass it (mastodon/helm-charts#80), so the operator adds it (spec.release.secretEnv).
 func TestRenderReadsSecretsFromExistingSecrets(t *testing.T) {
 	values := databases()
-	values["postgresql"].(map[string]any)["existingSecret"] = "mastodon"
-	values["postgresql"].(map[string]any)["existingSecretKeys"] = map[string]any{"password": "DB_PASS"}
-	values["redis"].(map[string]any)["existingSecret"] = "mastodon"
+	values["postgresql"].(map[string]any)["existingSecretKeys"] = map[string]any{"password": "DB_PASS", "username": "DB_USER"}
 	values["redis"].(map[string]any)["existingSecretKeys"] = map[string]any{"password": "REDIS_PASSWORD"}
-	values["mastodon"] = map[string]any{
-		"secrets": map[string]any{
-			"existingSecret": "mastodon",
-			"existingSecretKeys": map[string]any{
-				"secretKeyBase": "SECRET_KEY_BASE", "otpSecret": "OTP_SECRET",
-				"vapidPrivateKey": "VAPID_PRIVATE_KEY", "vapidPublicKey": "VAPID_PUBLIC_KEY",
-				"arePrimaryKey":        "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY",
-				"areDeterministicKey":  "ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY",
-				"areKeyDerivationSalt": "ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT",
-			},
-		},
-		"s3": map[string]any{
-			"enabled": true, "bucket": "media", "existingSecret": "mastodon",
-			"existingSecretKeys": map[string]any{"accessKeyId": "AWS_ACCESS_KEY_ID", "secretAccessKey": "AWS_SECRET_ACCESS_KEY"},
-		},
-		"extraEnvVars": map[string]any{"RAILS_LOG_LEVEL": "warn"},
+	mastodon := values["mastodon"].(map[string]any)
+	mastodon["secrets"].(map[string]any)["existingSecretKeys"] = map[string]any{
+		"secretKeyBase": "SECRET_KEY_BASE", "vapidPrivateKey": "VAPID_PRIVATE_KEY", "vapidPublicKey": "VAPID_PUBLIC_KEY",
+		"arePrimaryKey":        "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY",
+		"areDeterministicKey":  "ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY",
+		"areKeyDerivationSalt": "ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT",
 	}
+	mastodon["s3"].(map[string]any)["bucket"] = "media"
+	mastodon["s3"].(map[string]any)["existingSecretKeys"] = map[string]any{"accessKeyId": "AWS_ACCESS_KEY_ID", "secretAccessKey": "AWS_SECRET_ACCESS_KEY"}
+	mastodon["smtp"].(map[string]any)["existingSecretKeys"] = map[string]any{"username": "SMTP_LOGIN", "password": "SMTP_PASSWORD"}
+	mastodon["extraEnvVars"] = map[string]any{"RAILS_SERVE_STATIC_FILES": "true"}
 	m, err := Render(loadTestChart(t), values, "mastodon-helm", "mastodon")
 	if err != nil {
 		t.Fatal(err)
@@ -245,9 +259,9 @@ func TestRenderReadsSecretsFromExistingSecrets(t *testing.T) {
 	convert(t, m.Find("Deployment", "mastodon-helm-web"), &web)
 	container := web.Spec.Template.Spec.Containers[0]
 	for _, key := range []string{
-		"SECRET_KEY_BASE", "OTP_SECRET", "VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY",
+		"SECRET_KEY_BASE", "VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY",
 		"ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY", "ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY",
-		"ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT", "DB_PASS", "REDIS_PASSWORD",
+		"ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT", "DB_PASS", "DB_USER", "REDIS_PASSWORD",
 		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
 	} {
 		ref := secretRef(container, key)
@@ -255,19 +269,31 @@ func TestRenderReadsSecretsFromExistingSecrets(t *testing.T) {
 			t.Errorf("web %s from %+v, want the required key %s of Secret mastodon", key, ref, key)
 		}
 	}
-	if i := slices.IndexFunc(container.Env, func(e corev1.EnvVar) bool { return e.Name == "RAILS_LOG_LEVEL" }); i < 0 || container.Env[i].Value != "warn" {
-		t.Errorf("web env %v lacks RAILS_LOG_LEVEL=warn from mastodon.extraEnvVars", container.Env)
+	// Only Sidekiq sends mail: the SMTP credentials go to its pods alone.
+	var sidekiq appsv1.Deployment
+	convert(t, m.Find("Deployment", "mastodon-helm-sidekiq-all-queues"), &sidekiq)
+	for _, key := range []string{"SMTP_LOGIN", "SMTP_PASSWORD"} {
+		if ref := secretRef(sidekiq.Spec.Template.Spec.Containers[0], key); ref == nil || ref.Name != "mastodon" || ref.Key != key {
+			t.Errorf("sidekiq %s from %+v, want key %s of Secret mastodon", key, ref, key)
+		}
+		if ref := secretRef(container, key); ref != nil {
+			t.Errorf("web reads %s from %+v, want only sidekiq to", key, ref)
+		}
 	}
+	if ref := secretRef(container, "OTP_SECRET"); ref != nil {
+		t.Errorf("web reads OTP_SECRET from %+v: the chart was thought not to pass it", ref)
+	}
+	// mastodon.extraEnvVars go into the env ConfigMap, not the pod spec.
 	var env corev1.ConfigMap
 	convert(t, m.Find("ConfigMap", "mastodon-helm-env"), &env)
-	if env.Data["S3_ENABLED"] != "true" || env.Data["S3_BUCKET"] != "media" {
-		t.Errorf("ConfigMap mastodon-helm-env = %v, want S3_ENABLED=true and S3_BUCKET=media", env.Data)
+	if env.Data["S3_ENABLED"] != "true" || env.Data["S3_BUCKET"] != "media" || env.Data["RAILS_SERVE_STATIC_FILES"] != "true" {
+		t.Errorf("ConfigMap mastodon-helm-env = %v, want S3_ENABLED=true, S3_BUCKET=media and RAILS_SERVE_STATIC_FILES=true", env.Data)
 	}
 }
 
 func loadTestChart(t *testing.T) *chart.Chart {
 	t.Helper()
-	chrt, err := loader.LoadDir(testChart)
+	chrt, err := loader.Load(testChart)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,6 +54,7 @@ func Checklist() []Rule {
 		{Name: "SourceServices", Check: sourceServices},
 		{Name: "SourceIngress", Check: sourceIngress},
 		{Name: "ExtraResources", Check: extraResources},
+		{Name: "GitOpsOwners", Check: gitOpsOwners},
 		{Name: "Chart", Check: chartResolves},
 		{Name: "ReleaseRenders", Check: releaseRenders},
 		{Name: "ReleaseReferences", Check: releaseReferences},

@@ -17,7 +17,7 @@ import (
 )
 
 // The tests run on the real shapes: the production overlay of the Kustomize fixture on the old
-// side, the test chart (which mirrors the official chart) rendered as release mastodon-helm on
+// side, the official chart rendered as release mastodon-helm on
 // the new side.
 const (
 	release         = "mastodon-helm"
@@ -96,11 +96,7 @@ func renderRelease(t *testing.T) newStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	values := map[string]any{
-		"postgresql": map[string]any{"hostname": "10.0.0.5"},
-		"redis":      map[string]any{"hostname": "redis.mastodon.svc"},
-	}
-	m, err := helm.Render(chrt, values, release, "mastodon")
+	m, err := helm.Render(chrt, fixture.OfficialChartMinimalValues("mastodon"), release, "mastodon")
 	if err != nil {
 		t.Fatal(err)
 	}

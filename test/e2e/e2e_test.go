@@ -1,6 +1,6 @@
 // Package e2e runs the operator against the whole local cluster: etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler and kwok, with the production-like Kustomize fixture
-// deployed on it and the test chart served from a Helm repository on loopback. Deployments roll
+// deployed on it and the official chart served from a Helm repository on loopback. Deployments roll
 // out and pods turn Ready because the cluster's own controllers and scheduler make them.
 package e2e
 

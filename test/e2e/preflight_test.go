@@ -22,12 +22,15 @@ import (
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
+	"github.com/mastodon-operator/mastodon-operator/test/fixture"
 )
 
 // preflightCase breaks one thing in a freshly deployed fixture, as a user could, and names the
 // finding the checklist must report for it.
 type preflightCase struct {
 	name string
+	// layout is the fixture's layout to deploy (default production).
+	layout string
 	// check, object and message are the finding expected in status.preflight.
 	check, object string
 	message       gtypes.GomegaMatcher
@@ -101,6 +104,14 @@ func TestPreflightRuleBrokenOnPurposeIsFoundAndChangesNothing(t *testing.T) {
 		check: "ExtraResources", object: "HorizontalPodAutoscaler/mastodon-web",
 		message: gomega.HavePrefix("HorizontalPodAutoscaler mastodon-web not found in namespace "),
 		breakIt: deleteObject(&autoscalingv2.HorizontalPodAutoscaler{}, "mastodon-web"),
+	}, {
+		// The stack as Flux syncs it, the web HPA also in an Argo CD Application: one finding for
+		// each (the Argo CD one is checked below).
+		name: "GitOpsOwners", layout: fixture.LayoutGitOps,
+		check: "GitOpsOwners", object: "flux/flux-system/mastodon",
+		message: gomega.And(
+			gomega.HavePrefix("Flux Kustomization flux-system/mastodon applies 11 objects the migration changes or reads (Deployment/mastodon-web, Deployment/mastodon-streaming, Deployment/mastodon-worker and 8 more): "),
+			gomega.ContainSubstring("(flux suspend kustomization mastodon -n flux-system), then add flux/flux-system/mastodon to spec.preflight.acceptGitOpsOwners")),
 	}, {
 		name:  "Chart",
 		check: "Chart", object: "Chart/mastodon",
@@ -188,7 +199,11 @@ func TestPreflightRuleBrokenOnPurposeIsFoundAndChangesNothing(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			ns := "preflight-" + strings.ToLower(tc.name)
-			objs, err := h.DeployMastodon(ctx, ns)
+			layout := tc.layout
+			if layout == "" {
+				layout = fixture.LayoutProduction
+			}
+			objs, err := h.DeployLayout(ctx, ns, layout)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -264,6 +279,10 @@ func TestPreflightRuleBrokenOnPurposeIsFoundAndChangesNothing(t *testing.T) {
 				g.Expect(checked).To(gomega.BeNumerically(">", 5))
 			}
 
+			if tc.name == "GitOpsOwners" {
+				expectGitOpsOwnersAccepted(t, ctx, got)
+				return
+			}
 			if tc.name != "SourceServices" {
 				return
 			}
@@ -289,6 +308,37 @@ func TestPreflightRuleBrokenOnPurposeIsFoundAndChangesNothing(t *testing.T) {
 			g.Expect(h.Client.Delete(ctx, got)).To(gomega.Succeed())
 		})
 	}
+}
+
+// expectGitOpsOwnersAccepted checks that the gitops layout's two owners are each one Blocks
+// finding, and that once both are accepted (suspended, as the user says), they are still listed
+// but only as Informational.
+func expectGitOpsOwnersAccepted(t *testing.T, ctx context.Context, m *v1alpha1.MastodonMigration) {
+	t.Helper()
+	gitOps := func(m *v1alpha1.MastodonMigration) []v1alpha1.Finding {
+		var out []v1alpha1.Finding
+		for _, f := range m.Status.Preflight {
+			if f.Check == "GitOpsOwners" {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	owners := func(class v1alpha1.FindingClass) gtypes.GomegaMatcher {
+		return gomega.ConsistOf(
+			gomega.And(gomega.HaveField("Object", "flux/flux-system/mastodon"), gomega.HaveField("Class", class)),
+			gomega.And(gomega.HaveField("Object", "argocd/platform/autoscaling"), gomega.HaveField("Class", class),
+				gomega.HaveField("Message", gomega.HavePrefix("Argo CD Application platform/autoscaling applies 1 object the migration changes or reads (HorizontalPodAutoscaler/mastodon-web): "))))
+	}
+	g := gomega.NewWithT(t)
+	g.Expect(gitOps(m)).To(owners(v1alpha1.FindingBlocks))
+
+	accepted := m.DeepCopy()
+	accepted.Spec.Preflight.AcceptGitOpsOwners = []string{"flux/flux-system/mastodon", "argocd/platform/autoscaling"}
+	g.Expect(h.Client.Patch(ctx, accepted, client.MergeFrom(m))).To(gomega.Succeed())
+	eventually(t, getMigration(ctx, m)).Should(gomega.WithTransform(gitOps, owners(v1alpha1.FindingInformational)))
+	// Stop the migration here: the other subtests share the cluster.
+	g.Expect(h.Client.Delete(ctx, accepted)).To(gomega.Succeed())
 }
 
 // presentObjects reads the fixture's objects that exist now, by Kind/name.

@@ -1,5 +1,5 @@
 // Package harness brings up what the end-to-end tests, the demo and the benchmarks run against:
-// the local cluster, the CRDs (the operator's and GKE's stubs), the test chart in a Helm
+// the local cluster, the CRDs (the operator's and GKE's stubs), the official chart in a Helm
 // repository on loopback, a production-like Mastodon from the Kustomize fixture, and the operator.
 package harness
 
@@ -65,7 +65,7 @@ type Harness struct {
 	Cluster *localcluster.Cluster
 	Client  client.Client
 	Scheme  *apiruntime.Scheme
-	// ChartURL is the loopback Helm repository serving the test chart (mastodon 1.0.2).
+	// ChartURL is the loopback Helm repository serving the official chart (mastodon 1.0.2).
 	ChartURL string
 	// Web answers the operator's HTTP health checks and analysis probes for the stack.
 	Web *Web
@@ -90,7 +90,7 @@ func RepoPath(elem ...string) string {
 	return filepath.Join(append([]string{filepath.Dir(file), "..", ".."}, elem...)...)
 }
 
-// Start brings up the cluster, installs the CRDs and serves the test chart.
+// Start brings up the cluster, installs the CRDs and serves the official chart.
 func Start(ctx context.Context, opts Options) (_ *Harness, err error) {
 	h := &Harness{Scheme: Scheme(), operatorLog: opts.OperatorLog, cloudSQL: opts.CloudSQL}
 	if h.operatorLog == nil {
@@ -131,7 +131,7 @@ func Start(ctx context.Context, opts Options) (_ *Harness, err error) {
 		return nil, fmt.Errorf("installing the CRDs: %w", err)
 	}
 	if h.repo, err = chartrepo.Serve(fixture.OfficialChart()); err != nil {
-		return nil, fmt.Errorf("serving the test chart: %w", err)
+		return nil, fmt.Errorf("serving the official chart: %w", err)
 	}
 	h.ChartURL = h.repo.URL()
 	h.Web = newWeb()
