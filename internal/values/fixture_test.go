@@ -12,10 +12,16 @@ import (
 )
 
 // fixtureSource is the production overlay of the Kustomize fixture as a Source: web,
-// streaming, the Sidekiq worker, and the ConfigMap and Secret they reference.
+// streaming, the Sidekiq worker, the ConfigMap and Secret they reference, and its Ingress.
 func fixtureSource(t *testing.T) Source {
+	return layoutSource(t, fixture.LayoutProduction, "mastodon-worker")
+}
+
+// layoutSource is a layout of the fixture as a Source: Deployments mastodon-web,
+// mastodon-streaming and the worker named, every ConfigMap and Secret, Ingress mastodon.
+func layoutSource(t *testing.T, layout, worker string) Source {
 	t.Helper()
-	objs, err := fixture.Objects()
+	objs, err := fixture.Layout(layout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +41,7 @@ func fixtureSource(t *testing.T) Source {
 				src.Web = d
 			case "mastodon-streaming":
 				src.Streaming = d
-			case "mastodon-worker":
+			case worker:
 				src.Sidekiq = append(src.Sidekiq, d)
 			}
 		case "ConfigMap":
@@ -46,10 +52,12 @@ func fixtureSource(t *testing.T) Source {
 			s := &corev1.Secret{}
 			convert(s)
 			src.Secrets[s.Name] = s
+		case "Ingress":
+			src.Ingress = obj.GetName()
 		}
 	}
-	if src.Web == nil || src.Streaming == nil || len(src.Sidekiq) != 1 {
-		t.Fatal("the fixture lacks a Mastodon Deployment")
+	if src.Web == nil || src.Streaming == nil || len(src.Sidekiq) != 1 || src.Ingress != "mastodon" {
+		t.Fatalf("layout %s lacks a Mastodon Deployment or Ingress mastodon", layout)
 	}
 	return src
 }

@@ -2,9 +2,11 @@
 // stack it replaces: the runbook's configuration mapping, from the environment, commands and
 // pod specs of the old Deployments to chart values.
 //
-// It reads the names and keys of the Secrets the old pods use, never their values: a variable
-// the chart can only take as a plain value is not carried over when it comes from a Secret,
-// and a Note says so instead.
+// Of the Secrets the old pods use it reads the names and keys, and the values of the variables
+// that are configuration rather than credentials (configInSecret: hosts, ports, domains, ...),
+// which the chart takes as plain values. Credentials are only referenced: the existingSecret
+// settings of the chart where it has one, the generated secretEnv, which the operator adds to
+// the release's pods itself, where it has none.
 package values
 
 import (
@@ -20,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/envparity"
 )
 
@@ -32,8 +35,12 @@ type Source struct {
 	Sidekiq []*appsv1.Deployment
 	// ConfigMaps are those the pods reference (envFrom, configMapKeyRef), by name.
 	ConfigMaps map[string]*corev1.ConfigMap
-	// Secrets are those the pods reference, by name. Only their keys are read.
+	// Secrets are those the pods reference, by name. Of their values only those of the
+	// variables in configInSecret are read.
 	Secrets map[string]*corev1.Secret
+	// Ingress is the name of the old stack's Ingress, which the migration keeps and points at
+	// the release's pods; empty when there is none.
+	Ingress string
 }
 
 // NoteKind classifies a Note.
@@ -55,6 +62,14 @@ const (
 	// Adjusted: a value the old pods did not set explicitly, filled in so that the new pods
 	// behave as the old ones did.
 	Adjusted NoteKind = "Adjusted"
+	// FromSecret: configuration the old pods read from a Secret, copied into the values as a
+	// plain value because it is no credential (configInSecret says why).
+	FromSecret NoteKind = "FromSecret"
+	// Injected: a variable the old pods read from a Secret that the chart cannot pass; the
+	// generated secretEnv gives it to the release's pods from the same Secret key.
+	Injected NoteKind = "Injected"
+	// Unpinned: the old pods run an image tag that moves; the new pods may pull another build.
+	Unpinned NoteKind = "Unpinned"
 )
 
 // Note is something about the generated values a person should know before the install. It
@@ -73,26 +88,43 @@ func (n Note) String() string {
 	return string(n.Kind) + ": " + n.Variable + ": " + n.Message
 }
 
-// Generate derives chart values from src; see GenerateWithNotes, whose notes it drops.
-func Generate(src Source) (map[string]any, error) {
-	v, _, err := GenerateWithNotes(src)
-	return v, err
+// Generated is what GenerateWithNotes derives from the source stack.
+type Generated struct {
+	// Values are the chart values.
+	Values map[string]any
+	// Notes say what could not be carried over, or had to be chosen.
+	Notes []Note
+	// SecretEnv are the variables the old pods read from Secrets that the chart cannot pass,
+	// sorted by name: the operator adds each, as a secretKeyRef to the same Secret key, to
+	// every Mastodon container and hook Job of the release (with spec.release.secretEnv).
+	SecretEnv []v1alpha1.SecretEnvVar
 }
 
-// GenerateWithNotes derives chart values from src, and says what it could not carry over or
-// had to choose. The mapping:
+// Generate derives chart values from src; see GenerateWithNotes, whose notes and secretEnv it
+// drops.
+func Generate(src Source) (map[string]any, error) {
+	g, err := GenerateWithNotes(src)
+	return g.Values, err
+}
+
+// GenerateWithNotes derives chart values from src, the variables the chart cannot pass from a
+// Secret, and says what it could not carry over or had to choose. The mapping:
 //
 //   - the environment of each container (as the kubelet resolves it, see envparity.Effective)
 //     to the chart's settings: LOCAL_DOMAIN, WEB_DOMAIN, ALTERNATE_DOMAINS, DEFAULT_LOCALE,
-//     SINGLE_USER_MODE, AUTHORIZED_FETCH, TRUSTED_PROXY_IP to mastodon.*; DB_* to postgresql.*,
-//     REDIS_* to redis.*, ES_* to elasticsearch.*, the S3_* the chart knows to mastodon.s3.*,
-//     SMTP_* to mastodon.smtp.*; anything else to mastodon.extraEnvVars, which every container
-//     of the chart gets;
-//   - variables the chart reads from a Secret (SECRET_KEY_BASE, OTP_SECRET, VAPID_*,
-//     ACTIVE_RECORD_ENCRYPTION_*, DB_PASS, REDIS_PASSWORD, AWS_*, SMTP_LOGIN/SMTP_PASSWORD,
-//     ES_USER/ES_PASS), when the old pods read them from a Secret, to the existingSecret and
-//     existingSecretKeys of their group; a Secret-sourced variable the chart has no such
-//     setting for is not carried over (Unmapped): extraEnvVars takes plain values only;
+//     SINGLE_USER_MODE, AUTHORIZED_FETCH, TRUSTED_PROXY_IP, the log levels to mastodon.*; DB_*
+//     and REPLICA_DB_* to postgresql.*, REDIS_*, SIDEKIQ_REDIS_* and CACHE_REDIS_* to redis.*,
+//     ES_* to elasticsearch.*, the S3_* the chart knows to mastodon.s3.*, SMTP_* to
+//     mastodon.smtp.*; anything else to mastodon.extraEnvVars, which every container of the
+//     chart gets. A variable of configInSecret that the old pods read from a Secret is read
+//     from it and mapped the same way (FromSecret);
+//   - the variables the chart reads from a Secret (every group of its _secrets.tpl:
+//     SECRET_KEY_BASE, VAPID_*, ACTIVE_RECORD_ENCRYPTION_*, DB_USER and DB_PASS, REDIS_PASSWORD,
+//     AWS_*, SMTP_LOGIN/SMTP_PASSWORD, ES_USER/ES_PASS, ...), when the old pods read them from
+//     a Secret, to the existingSecret and existingSecretKeys of their group;
+//   - any other variable the old pods read from a Secret (OTP_SECRET, say), and those of a
+//     group that the chart passes only when a switch the values leave off is on, to
+//     Generated.SecretEnv (Injected);
 //   - per component: PORT, WEB_CONCURRENCY, MIN_THREADS, MAX_THREADS, PERSISTENT_TIMEOUT of
 //     the web container to mastodon.web.*; PORT and STREAMING_CLUSTER_NUM of the streaming
 //     container to mastodon.streaming.*; these never go to extraEnvVars, which would give them
@@ -105,22 +137,30 @@ func Generate(src Source) (map[string]any, error) {
 //   - the image repository and tag of the web container (and of the streaming container
 //     apart), so that the migration does not change Mastodon's version; pull policy and pull
 //     Secrets; a ServiceAccount other than default (serviceAccount.create false); the pod
-//     security context.
+//     security context;
+//   - the chart's HTTPRoute and Ingress off: the migration keeps the old stack's routing and
+//     points it at the release; S3 off unless the old pods had S3_ENABLED=true.
 //
 // Values are of the types the chart's values.yaml gives: ports, replicas and concurrency are
 // int64, the Puma settings strings, switches bool.
-func GenerateWithNotes(src Source) (map[string]any, []Note, error) {
-	g := &generator{src: src, values: map[string]any{}}
+func GenerateWithNotes(src Source) (Generated, error) {
+	g := &generator{src: src, values: map[string]any{}, secretEnv: map[string]v1alpha1.SecretEnvVar{}}
 	if err := g.run(); err != nil {
-		return nil, nil, err
+		return Generated{}, err
 	}
-	return g.values, g.notes, nil
+	out := Generated{Values: g.values, Notes: g.notes}
+	for _, name := range slices.Sorted(maps.Keys(g.secretEnv)) {
+		out.SecretEnv = append(out.SecretEnv, g.secretEnv[name])
+	}
+	return out, nil
 }
 
 type generator struct {
-	src    Source
-	values map[string]any
-	notes  []Note
+	src       Source
+	values    map[string]any
+	notes     []Note
+	comps     []*component
+	secretEnv map[string]v1alpha1.SecretEnvVar
 }
 
 // component is one old Deployment and the Mastodon container in it.
@@ -128,7 +168,10 @@ type component struct {
 	role      string // web, streaming or sidekiq
 	deploy    *appsv1.Deployment
 	container *corev1.Container
-	env       map[string]envparity.Value
+	// env is the container's environment, with the variables of configInSecret that come
+	// from a Secret read as literals; fromSecret says from where.
+	env        map[string]envparity.Value
+	fromSecret map[string]envparity.Ref
 }
 
 func (c *component) String() string { return c.role + " Deployment " + c.deploy.Name }
@@ -192,29 +235,27 @@ func (g *generator) run() error {
 		workers = append(workers, w)
 		comps = append(comps, w)
 	}
+	g.comps = comps
 
+	g.noteFromSecret()
 	shared := g.sharedEnv(comps)
 	g.mapPlain(shared)
-	g.mapSecrets(shared)
 	g.mapAbsent(shared)
+	g.mapSecrets(shared)
+	g.mapRouting()
 	g.mapWeb(web)
 	if streaming != nil {
 		g.mapStreaming(streaming)
 	}
-	for _, c := range comps[1:] {
-		if v, ok := c.env["MAX_THREADS"]; ok && v.Literal != "5" && v.FromSecret == nil && v.FieldRef == "" && !v.Missing {
-			g.note(Unmapped, "MAX_THREADS", "%s sets it to %q; the chart gives MAX_THREADS to web only, and Mastodon versions whose "+
-				"config/database.yml sizes the database pool from it (DB_POOL, else MAX_THREADS) give this container a pool of 5: "+
-				"set DB_POOL in mastodon.extraEnvVars if that matters", c, v.Literal)
-		}
-	}
+	g.noteComponentVars()
 	g.mapSidekiq(workers)
 	g.mapImages(web, streaming, workers)
 	g.mapPods(web, streaming, workers)
 	return nil
 }
 
-// component finds the Mastodon container of d and its effective environment.
+// component finds the Mastodon container of d and its effective environment, reading the
+// configuration it takes from Secrets.
 func (g *generator) component(role string, d *appsv1.Deployment, names ...string) (*component, error) {
 	c, err := pickContainer(d, role, names)
 	if err != nil {
@@ -224,7 +265,54 @@ func (g *generator) component(role string, d *appsv1.Deployment, names ...string
 	if err != nil {
 		return nil, fmt.Errorf("%s Deployment %s: %w", role, d.Name, err)
 	}
-	return &component{role: role, deploy: d, container: c, env: env}, nil
+	comp := &component{role: role, deploy: d, container: c, env: env, fromSecret: map[string]envparity.Ref{}}
+	for name, v := range env {
+		if _, config := configInSecret[name]; !config || v.FromSecret == nil || v.Missing {
+			continue
+		}
+		if value, ok := secretValue(g.src.Secrets[v.FromSecret.Name], v.FromSecret.Key); ok {
+			env[name] = envparity.Value{Literal: value}
+			comp.fromSecret[name] = *v.FromSecret
+		}
+	}
+	return comp, nil
+}
+
+// secretValue is the value of a Secret key, StringData winning over Data as on write.
+func secretValue(s *corev1.Secret, key string) (string, bool) {
+	if s == nil {
+		return "", false
+	}
+	if v, ok := s.StringData[key]; ok {
+		return v, true
+	}
+	v, ok := s.Data[key]
+	return string(v), ok
+}
+
+// noteFromSecret says, once per variable and Secret key, which configuration was read from a
+// Secret.
+func (g *generator) noteFromSecret() {
+	seen := map[string]bool{}
+	for _, c := range g.comps {
+		for _, name := range slices.Sorted(maps.Keys(c.fromSecret)) {
+			ref := c.fromSecret[name]
+			if id := name + "=" + ref.Name + "/" + ref.Key; !seen[id] {
+				seen[id] = true
+				g.note(FromSecret, name, "read from Secret %s key %s into the values: not a credential (%s)", ref.Name, ref.Key, configInSecret[name])
+			}
+		}
+	}
+}
+
+// inject has the operator give the release's pods a variable from a Secret key (secretEnv).
+func (g *generator) inject(name string, ref envparity.Ref, why string) {
+	if _, done := g.secretEnv[name]; done {
+		return
+	}
+	g.secretEnv[name] = v1alpha1.SecretEnvVar{Name: name, SecretName: ref.Name, Key: ref.Key}
+	g.note(Injected, name, "comes from Secret %s key %s; %s: the operator adds it to every Mastodon container and hook Job of the release "+
+		"from the same key (the generated secretEnv)", ref.Name, ref.Key, why)
 }
 
 func pickContainer(d *appsv1.Deployment, role string, names []string) (*corev1.Container, error) {
@@ -260,9 +348,16 @@ func pickContainer(d *appsv1.Deployment, role string, names []string) (*corev1.C
 
 // componentVars are set per component by the chart; they never go to extraEnvVars, which
 // every container gets.
-var componentVars = map[string]bool{
-	"PORT": true, "BIND": true, "STREAMING_CLUSTER_NUM": true,
-	"WEB_CONCURRENCY": true, "MAX_THREADS": true, "MIN_THREADS": true, "PERSISTENT_TIMEOUT": true,
+// componentVars are set per component by the chart, on the components listed (nil: none);
+// they never go to extraEnvVars, which every container gets.
+var componentVars = map[string][]string{
+	"PORT":                  {"web", "streaming"},
+	"WEB_CONCURRENCY":       {"web"},
+	"MAX_THREADS":           {"web"},
+	"MIN_THREADS":           {"web"},
+	"PERSISTENT_TIMEOUT":    {"web"},
+	"STREAMING_CLUSTER_NUM": {"web", "streaming", "sidekiq"}, // in the chart's ConfigMap
+	"BIND":                  nil,
 }
 
 // shared is a variable of the environment the chart gives every container, and the component
@@ -278,7 +373,7 @@ func (g *generator) sharedEnv(comps []*component) map[string]shared {
 	env := map[string]shared{}
 	for _, c := range comps {
 		for _, name := range slices.Sorted(maps.Keys(c.env)) {
-			if componentVars[name] {
+			if _, ok := componentVars[name]; ok {
 				continue
 			}
 			v := c.env[name]
@@ -303,10 +398,14 @@ func sameValue(a, b envparity.Value) bool {
 	return a.Literal == b.Literal && a.FieldRef == b.FieldRef && a.Missing == b.Missing
 }
 
-// plainVar is a variable the chart takes as a plain value.
+// plainVar is a variable the chart takes as a plain value; a value of it also sets each path
+// of enables to true (the switch of the settings it belongs to).
 type plainVar struct {
-	path []string
-	kind int
+	path    []string
+	kind    int
+	enables [][]string
+	// ifTrue: the chart writes the variable only when the switch is true.
+	ifTrue bool
 }
 
 const (
@@ -314,40 +413,63 @@ const (
 	asNumber
 	asBool
 	asList
-	asFixed // set by the chart itself, always "production"
+	asFixed  // set by the chart itself, always "production"
+	asESHost // elasticsearch.hostname, with its scheme in elasticsearch.tls
 )
 
 var plainVars = map[string]plainVar{
-	"LOCAL_DOMAIN":      {[]string{"mastodon", "localDomain"}, asString},
-	"WEB_DOMAIN":        {[]string{"mastodon", "webDomain"}, asString},
-	"ALTERNATE_DOMAINS": {[]string{"mastodon", "alternateDomains"}, asList},
-	"DEFAULT_LOCALE":    {[]string{"mastodon", "locale"}, asString},
-	"TRUSTED_PROXY_IP":  {[]string{"mastodon", "trustedProxyIp"}, asString},
-	"SINGLE_USER_MODE":  {[]string{"mastodon", "singleUserMode"}, asBool},
-	"AUTHORIZED_FETCH":  {[]string{"mastodon", "authorizedFetch"}, asBool},
-	"DB_HOST":           {[]string{"postgresql", "hostname"}, asString},
-	"DB_PORT":           {[]string{"postgresql", "port"}, asNumber},
-	"DB_NAME":           {[]string{"postgresql", "database"}, asString},
-	"DB_USER":           {[]string{"postgresql", "username"}, asString},
-	"REDIS_HOST":        {[]string{"redis", "hostname"}, asString},
-	"REDIS_PORT":        {[]string{"redis", "port"}, asNumber},
-	"ES_ENABLED":        {[]string{"elasticsearch", "enabled"}, asBool},
-	"ES_HOST":           {[]string{"elasticsearch", "hostname"}, asString},
-	"ES_PORT":           {[]string{"elasticsearch", "port"}, asNumber},
-	"S3_ENABLED":        {[]string{"mastodon", "s3", "enabled"}, asBool},
-	"S3_PROTOCOL":       {[]string{"mastodon", "s3", "protocol"}, asString},
-	"S3_BUCKET":         {[]string{"mastodon", "s3", "bucket"}, asString},
-	"S3_ENDPOINT":       {[]string{"mastodon", "s3", "endpoint"}, asString},
-	"S3_HOSTNAME":       {[]string{"mastodon", "s3", "hostname"}, asString},
-	"S3_REGION":         {[]string{"mastodon", "s3", "region"}, asString},
-	"S3_PERMISSION":     {[]string{"mastodon", "s3", "permission"}, asString},
-	"S3_ALIAS_HOST":     {[]string{"mastodon", "s3", "aliasHost"}, asString},
-	"SMTP_SERVER":       {[]string{"mastodon", "smtp", "server"}, asString},
-	"SMTP_PORT":         {[]string{"mastodon", "smtp", "port"}, asNumber},
-	"SMTP_FROM_ADDRESS": {[]string{"mastodon", "smtp", "fromAddress"}, asString},
-	"SMTP_DOMAIN":       {[]string{"mastodon", "smtp", "domain"}, asString},
-	"RAILS_ENV":         {nil, asFixed},
-	"NODE_ENV":          {nil, asFixed},
+	"LOCAL_DOMAIN":               {path: []string{"mastodon", "localDomain"}},
+	"WEB_DOMAIN":                 {path: []string{"mastodon", "webDomain"}},
+	"ALTERNATE_DOMAINS":          {path: []string{"mastodon", "alternateDomains"}, kind: asList},
+	"DEFAULT_LOCALE":             {path: []string{"mastodon", "locale"}},
+	"TRUSTED_PROXY_IP":           {path: []string{"mastodon", "trustedProxyIp"}},
+	"SINGLE_USER_MODE":           {path: []string{"mastodon", "singleUserMode"}, kind: asBool, ifTrue: true},
+	"AUTHORIZED_FETCH":           {path: []string{"mastodon", "authorizedFetch"}, kind: asBool, ifTrue: true},
+	"RAILS_LOG_LEVEL":            {path: []string{"mastodon", "logLevel", "rails"}},
+	"LOG_LEVEL":                  {path: []string{"mastodon", "logLevel", "streaming"}},
+	"TZ":                         {path: []string{"timezone"}},
+	"DB_HOST":                    {path: []string{"postgresql", "hostname"}},
+	"DB_PORT":                    {path: []string{"postgresql", "port"}, kind: asNumber},
+	"DB_NAME":                    {path: []string{"postgresql", "database"}},
+	"PREPARED_STATEMENTS":        {path: []string{"postgresql", "preparedStatements"}, kind: asBool},
+	"REPLICA_DB_HOST":            {path: []string{"postgresql", "readReplica", "hostname"}},
+	"REPLICA_DB_PORT":            {path: []string{"postgresql", "readReplica", "port"}, kind: asNumber},
+	"REPLICA_DB_NAME":            {path: []string{"postgresql", "readReplica", "database"}},
+	"REDIS_HOST":                 {path: []string{"redis", "hostname"}},
+	"REDIS_PORT":                 {path: []string{"redis", "port"}, kind: asNumber},
+	"SIDEKIQ_REDIS_HOST":         {path: []string{"redis", "sidekiq", "hostname"}, enables: [][]string{{"redis", "sidekiq", "enabled"}}},
+	"SIDEKIQ_REDIS_PORT":         {path: []string{"redis", "sidekiq", "port"}, kind: asNumber},
+	"CACHE_REDIS_HOST":           {path: []string{"redis", "cache", "hostname"}, enables: [][]string{{"redis", "cache", "enabled"}}},
+	"CACHE_REDIS_PORT":           {path: []string{"redis", "cache", "port"}, kind: asNumber},
+	"ES_ENABLED":                 {path: []string{"elasticsearch", "enabled"}, kind: asBool},
+	"ES_HOST":                    {path: []string{"elasticsearch", "hostname"}, kind: asESHost},
+	"ES_PORT":                    {path: []string{"elasticsearch", "port"}, kind: asNumber},
+	"ES_PRESET":                  {path: []string{"elasticsearch", "preset"}},
+	"S3_ENABLED":                 {path: []string{"mastodon", "s3", "enabled"}, kind: asBool},
+	"S3_PROTOCOL":                {path: []string{"mastodon", "s3", "protocol"}},
+	"S3_BUCKET":                  {path: []string{"mastodon", "s3", "bucket"}},
+	"S3_ENDPOINT":                {path: []string{"mastodon", "s3", "endpoint"}},
+	"S3_HOSTNAME":                {path: []string{"mastodon", "s3", "hostname"}},
+	"S3_REGION":                  {path: []string{"mastodon", "s3", "region"}},
+	"S3_PERMISSION":              {path: []string{"mastodon", "s3", "permission"}},
+	"S3_ALIAS_HOST":              {path: []string{"mastodon", "s3", "aliasHost"}},
+	"SMTP_SERVER":                {path: []string{"mastodon", "smtp", "server"}},
+	"SMTP_PORT":                  {path: []string{"mastodon", "smtp", "port"}, kind: asNumber},
+	"SMTP_FROM_ADDRESS":          {path: []string{"mastodon", "smtp", "fromAddress"}},
+	"SMTP_DOMAIN":                {path: []string{"mastodon", "smtp", "domain"}},
+	"SMTP_AUTH_METHOD":           {path: []string{"mastodon", "smtp", "authMethod"}},
+	"SMTP_DELIVERY_METHOD":       {path: []string{"mastodon", "smtp", "deliveryMethod"}},
+	"SMTP_ENABLE_STARTTLS":       {path: []string{"mastodon", "smtp", "enableStartTls"}},
+	"SMTP_OPENSSL_VERIFY_MODE":   {path: []string{"mastodon", "smtp", "opensslVerifyMode"}},
+	"SMTP_TLS":                   {path: []string{"mastodon", "smtp", "tls"}, kind: asBool, ifTrue: true},
+	"SMTP_CA_FILE":               {path: []string{"mastodon", "smtp", "caFile"}},
+	"SMTP_REPLY_TO":              {path: []string{"mastodon", "smtp", "replyTo"}},
+	"SMTP_RETURN_PATH":           {path: []string{"mastodon", "smtp", "returnPath"}},
+	"CACHE_BUSTER_ENABLED":       {path: []string{"mastodon", "cacheBuster", "enabled"}, kind: asBool},
+	"CACHE_BUSTER_HTTP_METHOD":   {path: []string{"mastodon", "cacheBuster", "httpMethod"}},
+	"CACHE_BUSTER_SECRET_HEADER": {path: []string{"mastodon", "cacheBuster", "authHeader"}},
+	"RAILS_ENV":                  {kind: asFixed},
+	"NODE_ENV":                   {kind: asFixed},
 }
 
 func (g *generator) mapPlain(env map[string]shared) {
@@ -361,25 +483,24 @@ func (g *generator) mapPlain(env map[string]shared) {
 		switch {
 		case v.Missing:
 			g.note(Unmapped, name, "%s refers to %s, which does not exist: not carried over", s.from, v)
-		case v.FromSecret != nil && known && target.kind != asFixed:
-			g.note(Unmapped, name, "comes from %s, but the chart takes it only as the plain value %s, and a Secret's value is "+
-				"never copied into values: set %s in spec.release.values or a valuesFrom Secret", v, dotted(target.path), dotted(target.path))
 		case v.FromSecret != nil:
-			g.note(Unmapped, name, "comes from %s; the chart reads from Secrets only the variables of its existingSecret settings, "+
-				"and mastodon.extraEnvVars takes plain values, so a Secret's value is never copied there: the new pods will not have it",
-				v)
+			g.inject(name, *v.FromSecret, "the chart reads from Secrets only the variables of its existingSecret settings, and "+
+				"mastodon.extraEnvVars takes plain values")
 		case v.FieldRef != "":
 			g.note(Unmapped, name, "is filled in by the kubelet (%s); mastodon.extraEnvVars takes plain values only: the new pods "+
 				"will not have it", v.FieldRef)
 		case known:
 			g.setPlain(name, target, v.Literal)
 		default:
-			g.set(extraValue(s, name), "mastodon", "extraEnvVars", name)
+			g.setExtra(s, name)
 		}
 	}
 }
 
 func (g *generator) setPlain(name string, target plainVar, s string) {
+	for _, path := range target.enables {
+		g.set(true, path...)
+	}
 	switch target.kind {
 	case asFixed:
 		if s != "production" {
@@ -395,8 +516,12 @@ func (g *generator) setPlain(name string, target plainVar, s string) {
 	case asBool:
 		// Mastodon reads these as ENV[...] == 'true'.
 		g.set(s == "true", target.path...)
-		if s != "true" && s != "false" && s != "" {
+		switch {
+		case s != "true" && s != "false" && s != "":
 			g.note(Adjusted, name, "%q is not true or false; Mastodon reads it as false, and so is %s", s, dotted(target.path))
+		case s != "true" && target.ifTrue:
+			g.note(Unmapped, name, "the old pods have %q; the chart writes it only when %s is true: the new pods will not have it, "+
+				"which Mastodon reads as false too", s, dotted(target.path))
 		}
 	case asList:
 		list := []any{}
@@ -406,26 +531,26 @@ func (g *generator) setPlain(name string, target plainVar, s string) {
 			}
 		}
 		g.set(list, target.path...)
+	case asESHost:
+		// The chart writes ES_HOST as https://<hostname> when elasticsearch.tls is on (its
+		// default), else as the hostname alone.
+		host, tls := strings.CutPrefix(s, "https://")
+		g.set(host, target.path...)
+		g.set(tls, "elasticsearch", "tls")
 	default:
 		g.set(s, target.path...)
 	}
 }
 
-// extraValue is the mastodon.extraEnvVars value that gives the new container what the old one
-// had. The chart writes it as a literal env value, which the kubelet expands: a literal of the
-// old pod spec is copied as written (so that $(VAR) references expand as before), a ConfigMap
-// value, which the kubelet did not expand, gets its $ escaped.
-func extraValue(s shared, name string) string {
-	if s.value.FromConfigMap != nil {
-		return strings.ReplaceAll(s.value.Literal, "$", "$$")
+// setExtra gives every container of the chart the value the old container saw, through
+// mastodon.extraEnvVars, which the chart writes into its ConfigMap: the kubelet does not expand
+// $(VAR) there, so a reference it could not resolve from the old pod spec alone is noted.
+func (g *generator) setExtra(s shared, name string) {
+	if v := s.value; v.FromConfigMap == nil && s.from.fromSecret[name] == (envparity.Ref{}) && strings.Contains(v.Literal, "$(") {
+		g.note(Unmapped, name, "%s gives it %s, with a $(...) reference the kubelet expands at run time (to a Secret's value, say); "+
+			"mastodon.extraEnvVars is written into a ConfigMap, which the kubelet does not expand: the new pods get it as written", s.from, v)
 	}
-	raw := s.value.Literal
-	for _, e := range s.from.container.Env {
-		if e.Name == name && e.ValueFrom == nil {
-			raw = e.Value
-		}
-	}
-	return raw
+	g.set(s.value.Literal, "mastodon", "extraEnvVars", name)
 }
 
 func dotted(path []string) string { return strings.Join(path, ".") }
@@ -437,6 +562,7 @@ type secretVar struct {
 	env, field, defaultKey string
 }
 
+// secretGroup is one group of the chart's _secrets.tpl: variables read from one Secret.
 type secretGroup struct {
 	path []string
 	vars []secretVar
@@ -444,39 +570,78 @@ type secretGroup struct {
 	// when it does.
 	emitted func(g *generator) bool
 	when    string
+	// components are those the chart gives the variables to (its hook Jobs get those of the
+	// groups given to every component).
+	components []string
 }
 
 func always(*generator) bool { return true }
 
+// enabled is an emitted func: the group's variables are given when the switch at path is on.
+func enabled(path ...string) func(*generator) bool {
+	return func(g *generator) bool { return g.get(path...) == true }
+}
+
+var (
+	allComponents = []string{"web", "streaming", "sidekiq"}
+	webAndSidekiq = []string{"web", "sidekiq"}
+)
+
+// secretGroups are the groups of the chart's templates/_secrets.tpl (chart 1.0.2), each with
+// the components whose templates include it.
 var secretGroups = []secretGroup{
-	{[]string{"mastodon", "secrets"}, []secretVar{
+	{path: []string{"mastodon", "secrets"}, vars: []secretVar{
 		{"SECRET_KEY_BASE", "secretKeyBase", "secret-key-base"},
-		{"OTP_SECRET", "otpSecret", "otp-secret"},
 		{"VAPID_PRIVATE_KEY", "vapidPrivateKey", "vapid-private-key"},
 		{"VAPID_PUBLIC_KEY", "vapidPublicKey", "vapid-public-key"},
 		{"ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY", "arePrimaryKey", "are-primary-key"},
 		{"ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY", "areDeterministicKey", "are-deterministic-key"},
 		{"ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT", "areKeyDerivationSalt", "are-derivation-salt"},
-	}, always, ""},
-	{[]string{"postgresql"}, []secretVar{{"DB_PASS", "password", "password"}}, always, ""},
-	{[]string{"redis"}, []secretVar{{"REDIS_PASSWORD", "password", "password"}}, always, ""},
-	{[]string{"mastodon", "s3"}, []secretVar{
-		{"AWS_ACCESS_KEY_ID", "accessKeyId", "access-key-id"},
-		{"AWS_SECRET_ACCESS_KEY", "secretAccessKey", "secret-access-key"},
-	}, func(g *generator) bool { return g.get("mastodon", "s3", "enabled") == true }, "mastodon.s3.enabled is true"},
-	{[]string{"mastodon", "smtp"}, []secretVar{
-		{"SMTP_LOGIN", "username", "username"},
-		{"SMTP_PASSWORD", "password", "password"},
-	}, func(g *generator) bool {
-		return g.get("mastodon", "smtp", "existingSecret") != nil || g.get("mastodon", "smtp", "username") != nil
-	}, "mastodon.smtp.existingSecret or mastodon.smtp.username is set"},
-	{[]string{"elasticsearch"}, []secretVar{
+	}, emitted: always, components: allComponents},
+	{path: []string{"postgresql"}, vars: []secretVar{
+		{"DB_USER", "username", "username"},
+		{"DB_PASS", "password", "password"},
+	}, emitted: always, components: allComponents},
+	{path: []string{"postgresql", "readReplica"}, vars: []secretVar{
+		{"REPLICA_DB_USER", "username", "username"},
+		{"REPLICA_DB_PASS", "password", "password"},
+	}, emitted: func(g *generator) bool { return g.get("postgresql", "readReplica", "existingSecret") != nil },
+		when: "postgresql.readReplica.existingSecret is set", components: allComponents},
+	{path: []string{"redis"}, vars: []secretVar{{"REDIS_PASSWORD", "password", "password"}}, emitted: always, components: allComponents},
+	{path: []string{"redis", "sidekiq"}, vars: []secretVar{{"SIDEKIQ_REDIS_PASSWORD", "password", "password"}},
+		emitted: enabled("redis", "sidekiq", "enabled"), when: "redis.sidekiq.enabled is true (SIDEKIQ_REDIS_HOST is set)", components: allComponents},
+	{path: []string{"redis", "cache"}, vars: []secretVar{{"CACHE_REDIS_PASSWORD", "password", "password"}},
+		emitted: enabled("redis", "cache", "enabled"), when: "redis.cache.enabled is true (CACHE_REDIS_HOST is set)", components: allComponents},
+	{path: []string{"elasticsearch"}, vars: []secretVar{
 		{"ES_USER", "username", "username"},
 		{"ES_PASS", "password", "password"},
-	}, func(g *generator) bool {
-		return g.get("elasticsearch", "enabled") == true &&
-			(g.get("elasticsearch", "existingSecret") != nil || g.get("elasticsearch", "username") != nil)
-	}, "elasticsearch.enabled is true and elasticsearch.existingSecret or elasticsearch.username is set"},
+	}, emitted: enabled("elasticsearch", "enabled"), when: "elasticsearch.enabled is true (ES_ENABLED=true)", components: webAndSidekiq},
+	{path: []string{"mastodon", "s3"}, vars: []secretVar{
+		{"AWS_ACCESS_KEY_ID", "accessKeyId", "access-key-id"},
+		{"AWS_SECRET_ACCESS_KEY", "secretAccessKey", "secret-access-key"},
+	}, emitted: enabled("mastodon", "s3", "enabled"), when: "mastodon.s3.enabled is true (S3_ENABLED=true)", components: webAndSidekiq},
+	{path: []string{"mastodon", "smtp"}, vars: []secretVar{
+		{"SMTP_LOGIN", "username", "username"},
+		{"SMTP_PASSWORD", "password", "password"},
+	}, emitted: always, components: []string{"sidekiq"}},
+	// The switches of these groups also set their other settings from the chart's defaults;
+	// the values leave them off, and their plain variables go to extraEnvVars as they are.
+	{path: []string{"mastodon", "smtp", "bulk"}, vars: []secretVar{
+		{"BULK_SMTP_LOGIN", "username", "username"},
+		{"BULK_SMTP_PASSWORD", "password", "password"},
+	}, emitted: enabled("mastodon", "smtp", "bulk", "enabled"), when: "mastodon.smtp.bulk.enabled is true", components: []string{"sidekiq"}},
+	{path: []string{"mastodon", "deepl"}, vars: []secretVar{{"DEEPL_API_KEY", "apiKey", "api-key"}},
+		emitted: enabled("mastodon", "deepl", "enabled"), when: "mastodon.deepl.enabled is true", components: webAndSidekiq},
+	{path: []string{"mastodon", "hcaptcha"}, vars: []secretVar{{"HCAPTCHA_SECRET_KEY", "apiKey", "api-key"}},
+		emitted: enabled("mastodon", "hcaptcha", "enabled"), when: "mastodon.hcaptcha.enabled is true", components: []string{"web"}},
+	{path: []string{"mastodon", "cacheBuster"}, vars: []secretVar{{"CACHE_BUSTER_SECRET", "authToken", "auth-token"}},
+		emitted: enabled("mastodon", "cacheBuster", "enabled"), when: "mastodon.cacheBuster.enabled is true (CACHE_BUSTER_ENABLED=true)", components: webAndSidekiq},
+	{path: []string{"externalAuth", "ldap"}, vars: []secretVar{{"LDAP_PASSWORD", "password", "password"}},
+		emitted: enabled("externalAuth", "ldap", "enabled"), when: "externalAuth.ldap.enabled is true", components: allComponents},
+	{path: []string{"externalAuth", "oidc"}, vars: []secretVar{
+		{"OIDC_CLIENT_ID", "clientId", "client-id"},
+		{"OIDC_CLIENT_SECRET", "clientSecret", "client-secret"},
+	}, emitted: enabled("externalAuth", "oidc", "enabled"), when: "externalAuth.oidc.enabled is true", components: []string{"web"}},
 }
 
 var secretVars = func() map[string]bool {
@@ -503,8 +668,9 @@ func (g *generator) mapSecrets(env map[string]shared) {
 		if secretName != "" {
 			g.set(secretName, sub(grp.path, "existingSecret")...)
 		}
+		emitted := grp.emitted(g)
 		for _, sv := range grp.vars {
-			keyPath := dotted(sub(grp.path, "existingSecretKeys", sv.field))
+			keyPath := sub(grp.path, "existingSecretKeys", sv.field)
 			s, ok := env[sv.env]
 			v := s.value
 			switch {
@@ -512,39 +678,62 @@ func (g *generator) mapSecrets(env map[string]shared) {
 				g.note(Unmapped, sv.env, "%s refers to %s, which does not exist: not carried over", s.from, v)
 			case ok && v.FieldRef != "":
 				g.note(Unmapped, sv.env, "is filled in by the kubelet (%s); the chart reads it from a Secret: not carried over", v.FieldRef)
+			case ok && v.FromSecret != nil && !emitted:
+				if v.FromSecret.Name == secretName {
+					g.set(v.FromSecret.Key, keyPath...)
+				}
+				g.inject(sv.env, *v.FromSecret, "the chart passes it only when "+grp.when+", which the generated values leave off")
 			case ok && v.FromSecret != nil && v.FromSecret.Name == secretName:
-				g.set(v.FromSecret.Key, sub(grp.path, "existingSecretKeys", sv.field)...)
+				g.set(v.FromSecret.Key, keyPath...)
+				g.noteScoped(sv.env, grp)
 			case ok && v.FromSecret != nil:
 				g.note(Conflict, sv.env, "comes from %s, but the chart reads every variable of %s from one Secret, %s (%s.existingSecret): "+
-					"copy the key into %s and name it in %s", v, dotted(grp.path), secretName, dotted(grp.path), secretName, keyPath)
+					"copy the key into %s and name it in %s", v, dotted(grp.path), secretName, dotted(grp.path), secretName, dotted(keyPath))
+			case ok && !emitted:
+				g.setExtra(s, sv.env)
 			case ok && secretName != "":
-				g.note(Unmapped, sv.env, "has a plain value in the old pods, but the chart reads it from Secret %s under the key %s names "+
-					"(default %s): add it there; values are never written into a Secret by the operator", secretName, keyPath, sv.defaultKey)
+				// The chart has no plain setting beside an existing Secret: the key the pods
+				// will read is named after the variable, for a person to add.
+				g.set(sv.env, keyPath...)
+				g.note(Required, sv.env, "the old pods have it as a plain value (%s), but the chart reads it only from Secret %s "+
+					"(%s.existingSecret), under %s, set to %s: add key %s with that value to Secret %s before the install (the operator "+
+					"never writes a Secret), or the new pods will not start", v, secretName, dotted(grp.path), dotted(keyPath), sv.env,
+					sv.env, secretName)
 			case ok:
 				g.set(v.Literal, sub(grp.path, sv.field)...)
-				if grp.emitted(g) {
-					g.note(Adjusted, sv.env, "has a plain value in the old pods; the chart keeps it in the release's own Secret (%s)",
-						dotted(sub(grp.path, sv.field)))
-				}
-			case !grp.emitted(g):
+				g.note(Adjusted, sv.env, "has a plain value in the old pods; the chart keeps it in the release's own Secret (%s)",
+					dotted(sub(grp.path, sv.field)))
+			case !emitted:
 			case secretName != "":
 				if secret := g.src.Secrets[secretName]; secret != nil && slices.Contains(envparity.SecretKeys(secret), sv.defaultKey) {
 					g.note(ChartDefault, sv.env, "not set in the old pods; the chart adds it from Secret %s key %s (%s)",
-						secretName, sv.defaultKey, keyPath)
+						secretName, sv.defaultKey, dotted(keyPath))
 				} else {
 					g.note(Required, sv.env, "not set in the old pods, but the chart reads it from Secret %s key %s (%s), which "+
 						"has no such key: the new pods will not start until it has, or %s names a key it has", secretName,
-						sv.defaultKey, keyPath, keyPath)
+						sv.defaultKey, dotted(keyPath), dotted(keyPath))
 				}
 			default:
-				g.note(ChartDefault, sv.env, "not set in the old pods; the chart adds it, empty, from the release's own Secret (%s)",
-					dotted(sub(grp.path, sv.field)))
-			}
-			if ok && !grp.emitted(g) {
-				g.note(Unmapped, sv.env, "the chart sets it only when %s, which the old pods' environment does not make so: "+
-					"the new pods will not have it", grp.when)
+				g.note(Required, sv.env, "not set in the old pods, but the chart reads it from a Secret, and does not render without "+
+					"%s.existingSecret (and a key %s names) or %s: set one in spec.release.values", dotted(grp.path),
+					dotted(keyPath), dotted(sub(grp.path, sv.field)))
 			}
 		}
+	}
+}
+
+// noteScoped says which old components had a variable of grp that the chart gives to other
+// components only.
+func (g *generator) noteScoped(name string, grp secretGroup) {
+	var without []string
+	for _, c := range g.comps {
+		if _, had := c.env[name]; had && !slices.Contains(grp.components, c.role) {
+			without = append(without, c.String())
+		}
+	}
+	if len(without) > 0 {
+		g.note(Unmapped, name, "the chart gives it to %s only, not to %s, which had it: the new pods there will not have it "+
+			"(the chart gives each process the %s settings it uses)", strings.Join(grp.components, " and "), strings.Join(without, ", "), dotted(grp.path))
 	}
 }
 
@@ -579,6 +768,31 @@ func (g *generator) mapAbsent(env map[string]shared) {
 	if g.get("elasticsearch", "enabled") == true && !has("ES_HOST") {
 		g.note(Required, "ES_HOST", "Elasticsearch is enabled but ES_HOST is not set; the chart requires elasticsearch.hostname")
 	}
+	if !has("S3_ENABLED") {
+		// Mastodon stores media on local disk unless S3_ENABLED is true; the chart's
+		// default is S3 on.
+		g.set(false, "mastodon", "s3", "enabled")
+		g.note(Adjusted, "S3_ENABLED", "not set in the old pods, which kept media on local disk; mastodon.s3.enabled (the chart's "+
+			"default true) is set to false")
+	}
+	if g.get("mastodon", "s3", "enabled") != true {
+		g.note(Required, "S3_ENABLED", "the chart renders only with mastodon.s3.enabled or mastodon.pvc.enabled (volumes for "+
+			"public/system and public/assets): set mastodon.pvc.* (existingClaim for the volumes the old pods mount) in spec.release.values")
+	}
+}
+
+// mapRouting turns off the chart's own routing: the migration keeps the old stack's and
+// points it at the release's Services.
+func (g *generator) mapRouting() {
+	g.set(false, "httproute", "enabled")
+	if g.src.Ingress != "" {
+		g.set(false, "ingress", "enabled")
+		g.note(Adjusted, "", "the old stack's Ingress %s stays and is pointed at the release: httproute.enabled (the chart's default "+
+			"true, which needs the Gateway API) and ingress.enabled are false", g.src.Ingress)
+		return
+	}
+	g.note(Adjusted, "", "httproute.enabled (the chart's default true, for a placeholder Gateway) is false: the migration moves "+
+		"the old Services to the release and routes nothing itself; set httproute.* or ingress.* to have the chart route")
 }
 
 // plainComponentVar returns the plain value of one of a component's own variables, noting
@@ -608,15 +822,8 @@ func (g *generator) setPort(c *component, path ...string) {
 	g.set(n, path...)
 }
 
-func (g *generator) checkBind(c *component) {
-	if s, ok := g.plainComponentVar(c, "BIND"); ok && s != "0.0.0.0" {
-		g.note(Unmapped, "BIND", "%s has %q; the chart listens on 0.0.0.0: not carried over", c, s)
-	}
-}
-
 func (g *generator) mapWeb(web *component) {
 	g.setPort(web, "mastodon", "web", "port")
-	g.checkBind(web)
 	for _, puma := range [][2]string{
 		{"WEB_CONCURRENCY", "workers"}, {"MAX_THREADS", "maxThreads"}, {"MIN_THREADS", "minThreads"}, {"PERSISTENT_TIMEOUT", "persistentTimeout"},
 	} {
@@ -637,7 +844,6 @@ func (g *generator) mapWeb(web *component) {
 
 func (g *generator) mapStreaming(streaming *component) {
 	g.setPort(streaming, "mastodon", "streaming", "port")
-	g.checkBind(streaming)
 	if s, ok := g.plainComponentVar(streaming, "STREAMING_CLUSTER_NUM"); ok {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 			g.set(n, "mastodon", "streaming", "workers")
@@ -648,7 +854,45 @@ func (g *generator) mapStreaming(streaming *component) {
 }
 
 // sidekiqArgs is the command line after `sidekiq`, or nil when the container does not run
-// Sidekiq. A shell command (sh -c "bundle exec sidekiq -c 25") is split on spaces.
+
+// noteComponentVars says which of componentVars the old pods had that the chart does not give
+// their component.
+func (g *generator) noteComponentVars() {
+	for _, name := range slices.Sorted(maps.Keys(componentVars)) {
+		var without, values []string
+		for _, c := range g.comps {
+			v, had := c.env[name]
+			if !had || slices.Contains(componentVars[name], c.role) {
+				continue
+			}
+			without = append(without, c.String())
+			if v.FromSecret == nil && v.FieldRef == "" && !v.Missing {
+				values = append(values, v.Literal)
+			}
+		}
+		if len(without) == 0 {
+			continue
+		}
+		msg := fmt.Sprintf("the chart does not set it, and %s had it: the new pods will not have it", strings.Join(without, ", "))
+		if on := componentVars[name]; len(on) > 0 {
+			msg = fmt.Sprintf("the chart sets it on %s only, not on %s, which had it: the new pods there will not have it",
+				strings.Join(on, " and "), strings.Join(without, ", "))
+		}
+		switch name {
+		case "BIND":
+			if slices.ContainsFunc(values, func(v string) bool { return v != "0.0.0.0" }) {
+				msg += fmt.Sprintf(", and listen on 0.0.0.0 (the BIND of Mastodon's images), not on %q", values)
+			}
+		case "MAX_THREADS":
+			if slices.ContainsFunc(values, func(v string) bool { return v != "5" }) {
+				msg += "; Mastodon versions whose config/database.yml sizes the database pool from it (DB_POOL, else MAX_THREADS) " +
+					"give those containers a pool of 5: set DB_POOL in mastodon.extraEnvVars if that matters"
+			}
+		}
+		g.note(Unmapped, name, "%s", msg)
+	}
+}
+
 func sidekiqArgs(c *corev1.Container) []string {
 	args := slices.Concat(c.Command, c.Args)
 	find := func(args []string) []string {
@@ -775,6 +1019,15 @@ func (g *generator) mapSidekiq(workers []*component) {
 			queues = append(queues, q)
 		}
 		entry["queues"] = queues
+		// The chart refuses to render a worker of the scheduler queue with more than one
+		// replica: scheduled jobs would run once per process.
+		if slices.ContainsFunc(cmd.queues, func(q string) bool { return q == "scheduler" || strings.HasPrefix(q, "scheduler,") }) &&
+			entry["replicas"].(int64) > 1 {
+			g.note(Conflict, "", "%s consumes the scheduler queue with %d replicas, which runs every scheduled job once per process; "+
+				"the chart allows one replica for such a worker: replicas is set to 1 (move scheduler to a worker of its own to scale the rest)",
+				w, entry["replicas"])
+			entry["replicas"] = int64(1)
+		}
 		if len(cmd.ignored) > 0 {
 			g.note(Unmapped, "", "%s: the chart runs `bundle exec sidekiq -c N -q ...` only; not carried over: %s",
 				w, strings.Join(cmd.ignored, " "))
@@ -811,7 +1064,7 @@ func splitImage(image string) (repo, tag, digest string) {
 // imageValues gives the repository and tag that the chart's "repository:tag" turns back into
 // the same reference: a digest is kept (tag@digest, or repository@algorithm and the hex as
 // tag), and a missing tag becomes latest rather than the chart's appVersion.
-func (g *generator) imageValues(c *component) (string, string) {
+func (g *generator) imageValues(c *component, tagPath string) (string, string) {
 	repo, tag, digest := splitImage(c.container.Image)
 	switch {
 	case digest != "" && tag != "":
@@ -823,19 +1076,26 @@ func (g *generator) imageValues(c *component) (string, string) {
 		tag = "latest"
 		g.note(Adjusted, "", "%s: image %s has no tag; the tag is set to latest, as the old pods had, rather than the chart's appVersion; latest may have moved since: pin the version they run",
 			c, c.container.Image)
+	case movingTags[tag]:
+		g.note(Unpinned, "", "%s runs image %s, a tag that moves: the new pods pull it again and may get a newer Mastodon, whose "+
+			"migrations the chart's db-prepare Job runs on the live database before any traffic moves: pin the digest the old pods run "+
+			"(the imageID of their status) in %s", c, c.container.Image, tagPath)
 	}
 	return repo, tag
 }
 
+// movingTags are tags that name a branch or a build channel rather than a release.
+var movingTags = map[string]bool{"latest": true, "nightly": true, "edge": true, "main": true, "master": true}
+
 func (g *generator) mapImages(web, streaming *component, workers []*component) {
-	repo, tag := g.imageValues(web)
+	repo, tag := g.imageValues(web, "image.tag")
 	g.set(repo, "image", "repository")
 	g.set(tag, "image", "tag")
 	if p := web.container.ImagePullPolicy; p != "" {
 		g.set(string(p), "image", "pullPolicy")
 	}
 	if streaming != nil {
-		repo, tag := g.imageValues(streaming)
+		repo, tag := g.imageValues(streaming, "mastodon.streaming.image.tag")
 		g.set(repo, "mastodon", "streaming", "image", "repository")
 		g.set(tag, "mastodon", "streaming", "image", "tag")
 	}
@@ -857,21 +1117,28 @@ func (g *generator) mapPods(web, streaming *component, workers []*component) {
 	}
 	comps = append(comps, workers...)
 
-	// The hook Jobs (database migrations) take the top-level placement; a component whose own
-	// is empty would take it too, so it is set only when every component has the same.
+	// The top-level placement is the default of every component; one whose own is empty would
+	// take it, so it is set only when every component has the same.
 	first := placementOf(web.deploy.Spec.Template.Spec)
 	same := true
-	for _, c := range comps[1:] {
-		same = same && reflect.DeepEqual(first, placementOf(c.deploy.Spec.Template.Spec))
+	placed := false
+	for _, c := range comps {
+		p := placementOf(c.deploy.Spec.Template.Spec)
+		same = same && reflect.DeepEqual(first, p)
+		placed = placed || len(p) > 0
 	}
 	switch {
 	case same:
 		for _, k := range slices.Sorted(maps.Keys(first)) {
 			g.set(first[k], k)
 		}
-	case len(first) > 0:
-		g.note(Conflict, "", "the components are placed differently (nodeSelector, tolerations, affinity); each keeps its own, "+
-			"and the chart's hook Jobs get no placement: set nodeSelector, tolerations or affinity at the top level if they need one")
+	default:
+		g.note(Conflict, "", "the components are placed differently (nodeSelector, tolerations, affinity); each keeps its own")
+	}
+	if placed {
+		// Chart 1.0.2's Job templates have no placement, whatever mastodon.hooks.*.nodeSelector says.
+		g.note(ChartDefault, "", "the old pods are placed (nodeSelector, tolerations or affinity), but the chart places its hook Jobs "+
+			"(db-prepare, db-migrate) nowhere: they run on whichever node the scheduler picks, which must reach the database")
 	}
 
 	pod := web.deploy.Spec.Template.Spec
