@@ -53,6 +53,11 @@ func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.M
 	if err != nil {
 		return outcome{}, err
 	}
+	secretEnv, err := r.releaseSecretEnv(ctx, m)
+	if err != nil {
+		return outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
+	}
+	opts = append(opts, helm.WithSecretEnv(secretEnv))
 	rel, err := helm.Install(ctx, cfg, chrt, m.Spec.Release.Name, m.Namespace, vals, releaseTimeout(m), opts...)
 	if rel != nil {
 		st := releaseStatus(m)

@@ -17,7 +17,8 @@ const preflightRecheck = time.Minute
 // preflight runs the pre-migration checklist. It only reads, so running it twice is harmless.
 func (r *MastodonMigrationReconciler) preflight(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
 	in := preflight.Input{Client: r.Client, Writer: r.Client, Migration: m, Charts: r.Charts,
-		Values: func(ctx context.Context) (map[string]any, error) { return r.previewValues(ctx, m) }}
+		Values:    func(ctx context.Context) (map[string]any, error) { return r.previewValues(ctx, m) },
+		SecretEnv: func(ctx context.Context) ([]v1alpha1.SecretEnvVar, error) { return r.previewSecretEnv(ctx, m) }}
 	findings, err := preflight.Run(ctx, in, preflight.Checklist())
 	if err != nil {
 		return outcome{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,11 +17,13 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/internal/values"
 )
 
-// Keys of the generated values' ConfigMap: the values, and the notes a person should read
-// before the install (what the chart will not carry over, or takes from its defaults).
+// Keys of the generated values' ConfigMap: the values, the notes a person should read before
+// the install (what the chart will not carry over, or takes from its defaults), and the
+// variables the operator adds from Secret keys itself (secretEnv: names and keys, no values).
 const (
-	generatedValuesKey = "values.yaml"
-	generatedNotesKey  = "notes.txt"
+	generatedValuesKey    = "values.yaml"
+	generatedNotesKey     = "notes.txt"
+	generatedSecretEnvKey = "secretEnv.yaml"
 )
 
 func generatedValuesName(m *v1alpha1.MastodonMigration) string { return m.Name + "-generated-values" }
@@ -42,11 +45,11 @@ func (r *MastodonMigrationReconciler) generateValues(ctx context.Context, m *v1a
 	if !apierrors.IsNotFound(err) {
 		return outcome{}, err
 	}
-	generated, notes, err := r.generate(ctx, m)
+	gen, err := r.generate(ctx, m)
 	if err != nil {
 		return outcome{}, err
 	}
-	doc, err := yaml.Marshal(generated)
+	doc, err := yaml.Marshal(gen.Values)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -54,12 +57,19 @@ func (r *MastodonMigrationReconciler) generateValues(ctx context.Context, m *v1a
 		ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: name, Labels: map[string]string{LabelMigration: m.Name}},
 		Data:       map[string]string{generatedValuesKey: string(doc)},
 	}
-	if len(notes) > 0 {
-		lines := make([]string, len(notes))
-		for i, n := range notes {
+	if len(gen.Notes) > 0 {
+		lines := make([]string, len(gen.Notes))
+		for i, n := range gen.Notes {
 			lines[i] = n.String()
 		}
 		cm.Data[generatedNotesKey] = strings.Join(lines, "\n") + "\n"
+	}
+	if len(gen.SecretEnv) > 0 {
+		env, err := yaml.Marshal(gen.SecretEnv)
+		if err != nil {
+			return outcome{}, err
+		}
+		cm.Data[generatedSecretEnvKey] = string(env)
 	}
 	if err := r.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
 		return outcome{}, err
@@ -79,25 +89,25 @@ func valuesMessage(configMap, notes string) string {
 
 // generate derives chart values from the source stack as it runs now. Deterministic, so
 // preflight's preview renders what the GenerateValues step then writes down.
-func (r *MastodonMigrationReconciler) generate(ctx context.Context, m *v1alpha1.MastodonMigration) (map[string]any, []values.Note, error) {
+func (r *MastodonMigrationReconciler) generate(ctx context.Context, m *v1alpha1.MastodonMigration) (values.Generated, error) {
 	src, err := r.sourceStack(ctx, m)
 	if err != nil {
-		return nil, nil, err
+		return values.Generated{}, err
 	}
-	in := values.Source{Web: src.web, Streaming: src.streaming, Sidekiq: src.sidekiq,
+	in := values.Source{Web: src.web, Streaming: src.streaming, Sidekiq: src.sidekiq, Ingress: m.Spec.Source.Ingress,
 		ConfigMaps: map[string]*corev1.ConfigMap{}, Secrets: map[string]*corev1.Secret{}}
 	configMaps, secrets := referencedConfig(src)
 	for _, n := range configMaps {
 		cm := &corev1.ConfigMap{}
 		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: n}, cm); err != nil {
-			return nil, nil, fmt.Errorf("reading ConfigMap %s: %w", n, err)
+			return values.Generated{}, fmt.Errorf("reading ConfigMap %s: %w", n, err)
 		}
 		in.ConfigMaps[n] = cm
 	}
 	for _, n := range secrets {
 		s := &corev1.Secret{}
 		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: n}, s); err != nil {
-			return nil, nil, fmt.Errorf("reading Secret %s: %w", n, err)
+			return values.Generated{}, fmt.Errorf("reading Secret %s: %w", n, err)
 		}
 		in.Secrets[n] = s
 	}
@@ -109,12 +119,58 @@ func (r *MastodonMigrationReconciler) generate(ctx context.Context, m *v1alpha1.
 func (r *MastodonMigrationReconciler) previewValues(ctx context.Context, m *v1alpha1.MastodonMigration) (map[string]any, error) {
 	var generated map[string]any
 	if m.Spec.Release.GenerateValues {
-		var err error
-		if generated, _, err = r.generate(ctx, m); err != nil {
+		gen, err := r.generate(ctx, m)
+		if err != nil {
 			return nil, err
 		}
+		generated = gen.Values
 	}
 	return r.mergeValues(ctx, m, generated)
+}
+
+// previewSecretEnv is the secretEnv the release would get if it were installed now, the
+// generated part generated in memory (see previewValues).
+func (r *MastodonMigrationReconciler) previewSecretEnv(ctx context.Context, m *v1alpha1.MastodonMigration) ([]v1alpha1.SecretEnvVar, error) {
+	var generated []v1alpha1.SecretEnvVar
+	if m.Spec.Release.GenerateValues {
+		gen, err := r.generate(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		generated = gen.SecretEnv
+	}
+	return withSecretEnv(generated, m.Spec.Release.SecretEnv), nil
+}
+
+// releaseSecretEnv is the variables the operator adds to the release's Mastodon containers and
+// hook Jobs from Secret keys: the generated ones, read back from the GenerateValues ConfigMap
+// as releaseValues reads the values, and spec.release.secretEnv.
+func (r *MastodonMigrationReconciler) releaseSecretEnv(ctx context.Context, m *v1alpha1.MastodonMigration) ([]v1alpha1.SecretEnvVar, error) {
+	var generated []v1alpha1.SecretEnvVar
+	if m.Spec.Release.GenerateValues {
+		cm := &corev1.ConfigMap{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: generatedValuesName(m)}, cm); err != nil {
+			return nil, fmt.Errorf("reading the generated secretEnv from ConfigMap %s: %w", generatedValuesName(m), err)
+		}
+		if doc := cm.Data[generatedSecretEnvKey]; doc != "" {
+			if err := yaml.Unmarshal([]byte(doc), &generated); err != nil {
+				return nil, fmt.Errorf("ConfigMap %s key %s: %w", cm.Name, generatedSecretEnvKey, err)
+			}
+		}
+	}
+	return withSecretEnv(generated, m.Spec.Release.SecretEnv), nil
+}
+
+// withSecretEnv is the generated secretEnv with spec.release.secretEnv over it: an entry of the
+// spec replaces a generated one of the same name.
+func withSecretEnv(generated, spec []v1alpha1.SecretEnvVar) []v1alpha1.SecretEnvVar {
+	out := slices.Clone(spec)
+	for _, g := range generated {
+		if !slices.ContainsFunc(spec, func(s v1alpha1.SecretEnvVar) bool { return s.Name == g.Name }) {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // releaseValues merges, in order: the generated values, spec.release.values, then each

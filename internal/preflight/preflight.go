@@ -30,6 +30,10 @@ type Input struct {
 	// them; when Values is nil they are skipped. An error of Values is a finding of
 	// ReleaseRenders, not a reason to retry.
 	Values func(ctx context.Context) (map[string]any, error)
+	// SecretEnv returns the variables the operator adds to the release's Mastodon containers
+	// and hook Jobs from Secret keys (spec.release.secretEnv and the generated ones); the
+	// release rules render the chart with them, as the install does. Nil: none.
+	SecretEnv func(ctx context.Context) ([]v1alpha1.SecretEnvVar, error)
 
 	// Writer makes the server-side dry-run creates of ReleaseDryRun (client.DryRunAll: nothing is
 	// stored). When it is nil, ReleaseDryRun is skipped.

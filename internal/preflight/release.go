@@ -77,7 +77,15 @@ func (in Input) release(ctx context.Context) *releasePreview {
 		p.problem = &f
 		return p
 	}
-	m, err := helm.Render(chrt, vals, in.Migration.Spec.Release.Name, in.Migration.Namespace)
+	var secretEnv []v1alpha1.SecretEnvVar
+	if in.SecretEnv != nil {
+		if secretEnv, err = in.SecretEnv(ctx); err != nil {
+			f := finding(object, "the variables the operator adds from Secrets cannot be worked out: %v: check spec.release.secretEnv", err)
+			p.problem = &f
+			return p
+		}
+	}
+	m, err := helm.Render(chrt, vals, in.Migration.Spec.Release.Name, in.Migration.Namespace, helm.WithSecretEnv(secretEnv))
 	if err != nil {
 		f := finding(object, "%v: set it in spec.release.values", renderMessage(err))
 		p.problem = &f

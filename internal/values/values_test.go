@@ -476,6 +476,30 @@ func TestOneSecretLayoutMigratesItsEnvironment(t *testing.T) {
 	}
 }
 
+// An HPA scaled the one worker, scheduler queue and all, to 3: the chart refuses that, so the
+// values keep one replica and a note says why.
+func TestSchedulerWorkerKeepsOneReplica(t *testing.T) {
+	src := layoutSource(t, fixture.LayoutOneSecret, "mastodon-sidekiq")
+	three := int32(3)
+	src.Sidekiq[0].Spec.Replicas = &three
+	gen, err := GenerateWithNotes(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker := lookup(gen.Values, "mastodon", "sidekiq", "workers").([]any)[0].(map[string]any)
+	if worker["replicas"] != int64(1) {
+		t.Errorf("worker replicas %v, want 1", worker["replicas"])
+	}
+	if !slices.ContainsFunc(gen.Notes, func(n Note) bool {
+		return n.Kind == Conflict && strings.Contains(n.Message, "scheduler queue with 3 replicas")
+	}) {
+		t.Errorf("no note about the scheduler worker's replicas in %v", gen.Notes)
+	}
+	if _, err := helm.Render(testChart(t), gen.Values, "mastodon-helm", "mastodon"); err != nil {
+		t.Error(err)
+	}
+}
+
 func podSpec(t *testing.T, obj *unstructured.Unstructured) (corev1.PodSpec, bool) {
 	t.Helper()
 	switch obj.GetKind() {
