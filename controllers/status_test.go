@@ -66,6 +66,7 @@ func TestFindingsMostSeriousFirstAndCounted(t *testing.T) {
 	sortFindings(findings)
 	for i := 1; i < len(findings); i++ {
 		a, b := findings[i-1], findings[i]
+		// Within a class, the order they were found in: here by object.
 		if classRank(a.Class) > classRank(b.Class) || classRank(a.Class) == classRank(b.Class) && a.Object > b.Object {
 			t.Fatalf("finding %d (%s %s) comes before %d (%s %s)", i-1, a.Class, a.Object, i, b.Class, b.Object)
 		}

@@ -19,9 +19,6 @@ const preflightRecheck = time.Minute
 // maxFindings is how many findings status.preflight lists (its maxItems); the summary counts all.
 const maxFindings = 50
 
-// eventFindings is how many of the most serious findings the Warning Event names after the summary.
-const eventFindings = 5
-
 // preflight runs the pre-migration checklist. It only reads, so running it twice is harmless.
 // Findings that block the migration or change its behaviour stop it; informational ones are only
 // listed.
@@ -44,7 +41,7 @@ func (r *MastodonMigrationReconciler) preflight(ctx context.Context, m *v1alpha1
 	setCondition(&m.Status.Conditions, m.Generation, ConditionPreflightPassed, false, ReasonPreflightFailed, message)
 	// One note for all findings: the events API folds events of the same reason into one series
 	// and would keep only the first one's note.
-	return outcome{state: v1alpha1.StepFailed, message: message, note: preflightNote(message, findings),
+	return outcome{state: v1alpha1.StepFailed, message: message, note: preflightNote(message, m.Status.Preflight),
 		requeueAfter: preflightRecheck}, nil
 }
 
@@ -59,12 +56,12 @@ func classRank(c v1alpha1.FindingClass) int {
 	return 0
 }
 
-// sortFindings puts the most serious findings first, then orders by check and object, so the
-// list reads the same on every run and status is not rewritten for nothing.
+// sortFindings puts the most serious findings first. Within a class they stay in the order Run
+// returns them, the checklist's (the source stack before the chart, the chart before the env),
+// so that what the list keeps is what a person would check first.
 func sortFindings(findings []v1alpha1.Finding) {
 	slices.SortStableFunc(findings, func(a, b v1alpha1.Finding) int {
-		return cmp.Or(cmp.Compare(classRank(a.Class), classRank(b.Class)),
-			strings.Compare(a.Check, b.Check), strings.Compare(a.Object, b.Object))
+		return cmp.Compare(classRank(a.Class), classRank(b.Class))
 	})
 }
 
@@ -110,17 +107,17 @@ func preflightMessage(sum v1alpha1.PreflightSummary) string {
 	return fmt.Sprintf("%s: %s; %s", counted(total, "finding", "findings"), strings.Join(parts, ", "), where)
 }
 
-// preflightNote is the Warning Event's note: the summary, then the first findings that stop the
-// migration (eventNote bounds it).
-func preflightNote(message string, sorted []v1alpha1.Finding) string {
-	var first []string
-	for _, f := range sorted {
-		if len(first) == eventFindings || f.Class == v1alpha1.FindingInformational {
+// preflightNote is the Warning Event's note: the summary, then the listed findings that stop the
+// migration, as many as the note holds (eventNote cuts it).
+func preflightNote(message string, listed []v1alpha1.Finding) string {
+	var stop []string
+	for _, f := range listed {
+		if f.Class == v1alpha1.FindingInformational {
 			break
 		}
-		first = append(first, f.Message)
+		stop = append(stop, f.Message)
 	}
-	return message + ". First: " + strings.Join(first, "; ")
+	return message + ". First: " + strings.Join(stop, "; ")
 }
 
 // counted is n with the word for one or for many.
