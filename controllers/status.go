@@ -223,8 +223,9 @@ func patchStatus(ctx context.Context, c client.Client, recorder events.EventReco
 	logger := log.FromContext(ctx)
 	logger.Error(err, "the API server refused the status write; writing the last accepted status with Stalled=True",
 		"reconcileError", retErr)
-	msg := fmt.Sprintf("the API server refused the operator's status write, so this status is the last one it accepted; "+
-		"the operator tries again in %s or when the spec changes: %s", statusRejectedRetry, truncate(err.Error(), maxEventNote))
+	// Summary first, then the API server's cause, cut so that the message fits a condition.
+	msg := fmt.Sprintf("the API server refused the operator's status write: this is the last status it accepted, "+
+		"tried again in %s or on a spec change; its cause: %s", statusRejectedRetry, truncate(err.Error(), maxFindingMessage))
 	reject(msg)
 	recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonStatusRejected, "WriteStatus", "%s", eventNote(msg))
 	if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil &&

@@ -227,7 +227,7 @@ func TestARefusedStatusWriteStallsTheMigrationWithoutRetryingIt(t *testing.T) {
 		gomega.HaveField("Status", metav1.ConditionTrue),
 		gomega.HaveField("Reason", "StatusRejected"),
 		gomega.HaveField("Message", gomega.And(
-			gomega.HavePrefix("the API server refused the operator's status write"),
+			gomega.HavePrefix("the API server refused the operator's status write: this is the last status it accepted"),
 			gomega.ContainSubstring(refusal),
 			gomega.WithTransform(func(s string) int { return len(s) }, gomega.BeNumerically("<=", 4096)))),
 	)))
