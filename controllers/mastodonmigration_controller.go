@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -12,7 +13,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -65,10 +65,16 @@ func (r *MastodonMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	}
 	base := m.DeepCopy()
 	defer func() {
+		boundMigrationStatus(&m.Status)
 		changed := !equality.Semantic.DeepEqual(base.Status, m.Status)
-		if err := patchStatus(ctx, r.Client, m, base, changed); err != nil {
-			result, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, err})
-		}
+		result, retErr = patchStatus(ctx, r.Client, r.Recorder, m, base, changed, func(msg string) {
+			// The last accepted status fits; the phase is one of the API's values.
+			phase := m.Status.Phase
+			m.Status = *base.Status.DeepCopy()
+			m.Status.Phase = phase
+			setProgress(&m.Status.Conditions, m.Generation, progressStalled, ReasonStatusRejected, msg)
+			m.Status.ObservedGeneration = m.Generation
+		}, result, retErr)
 	}()
 	if m.Status.Phase == "" {
 		m.Status.Phase = v1alpha1.PhasePending
@@ -138,14 +144,15 @@ func (r *MastodonMigrationReconciler) runSteps(ctx context.Context, m *v1alpha1.
 		}
 		finish(rec, out.state, out.message, metav1.NowMicro())
 		logger.V(1).Info("step ran", "step", s.name, "state", out.state, "message", out.message)
+		note := cmp.Or(out.note, out.message)
 		switch out.state {
 		case v1alpha1.StepSucceeded, v1alpha1.StepSkipped:
 			if out.state == v1alpha1.StepSucceeded {
-				r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, s.name+"Succeeded", s.name, "%s", eventNote(out.message))
+				r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, s.name+"Succeeded", s.name, "%s", eventNote(note))
 			}
 			continue
 		case v1alpha1.StepFailed:
-			r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, s.name+"Failed", s.name, "%s", eventNote(out.message))
+			r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, s.name+"Failed", s.name, "%s", eventNote(note))
 			if rb := m.Status.Rollback; rb != nil && rb.FinishedAt == nil {
 				// The failure started a rollback: the operator acts on, no person is needed.
 				setProgress(&m.Status.Conditions, m.Generation, progressReconciling, s.name+"Failed", out.message)

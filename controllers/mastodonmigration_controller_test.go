@@ -74,7 +74,8 @@ func TestPreflightReportsEveryMissingReferenceAndChangesNothing(t *testing.T) {
 	g := gomega.NewWithT(t)
 	g.Expect(got.Status.Phase).To(gomega.Equal(v1alpha1.PhasePreflight))
 	g.Expect(stepOf(got, "Preflight").State).To(gomega.Equal(v1alpha1.StepFailed))
-	g.Expect(stepOf(got, "Preflight").Message).To(gomega.ContainSubstring("6 pre-migration check(s) failed"))
+	g.Expect(stepOf(got, "Preflight").Message).To(gomega.Equal("6 findings: 6 block the migration; see status.preflight"))
+	g.Expect(got.Status.PreflightSummary).To(gomega.Equal(&v1alpha1.PreflightSummary{Blocks: 6}))
 	g.Expect(conditionStatus(got, "Stalled")).To(gomega.Equal(metav1.ConditionTrue))
 	g.Expect(conditionStatus(got, "Ready")).To(gomega.Equal(metav1.ConditionFalse))
 	g.Expect(conditionStatus(got, "Reconciling")).To(gomega.Equal(metav1.ConditionFalse))
@@ -93,7 +94,7 @@ func TestPreflightReportsEveryMissingReferenceAndChangesNothing(t *testing.T) {
 		gomega.HaveField("Type", corev1.EventTypeWarning),
 		gomega.HaveField("Reason", "PreflightFailed"),
 		gomega.HaveField("Note", gomega.And(
-			gomega.HavePrefix("6 pre-migration check(s) failed: "),
+			gomega.HavePrefix("6 findings: 6 block the migration; see status.preflight. First: "),
 			gomega.ContainSubstring("Deployment mastodon-streaming (streaming) not found"),
 			gomega.ContainSubstring("chart mastodon version 9.9.9 not found"))),
 	)))

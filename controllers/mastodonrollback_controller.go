@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -47,10 +46,15 @@ func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	base := rb.DeepCopy()
 	defer func() {
+		boundRollbackStatus(&rb.Status)
 		changed := !equality.Semantic.DeepEqual(base.Status, rb.Status)
-		if err := patchStatus(ctx, r.Client, rb, base, changed); err != nil {
-			result, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, err})
-		}
+		result, retErr = patchStatus(ctx, r.Client, r.Recorder, rb, base, changed, func(msg string) {
+			phase := rb.Status.Phase
+			rb.Status = *base.Status.DeepCopy()
+			rb.Status.Phase = phase
+			setProgress(&rb.Status.Conditions, rb.Generation, progressStalled, ReasonStatusRejected, msg)
+			rb.Status.ObservedGeneration = rb.Generation
+		}, result, retErr)
 	}()
 	if rb.Status.Phase == "" {
 		rb.Status.Phase = v1alpha1.RollbackPending
@@ -104,7 +108,7 @@ func (r *MastodonRollbackReconciler) requestAndReport(ctx context.Context, rb *v
 		finish(rec, v1alpha1.StepSucceeded, fmt.Sprintf("asked MastodonMigration %s for a level %d rollback", m.Name, rb.Spec.Level), metav1.NowMicro())
 		rb.Status.Phase = v1alpha1.RollbackRunning
 		setProgress(&rb.Status.Conditions, rb.Generation, progressReconciling, ReasonProgressing, rec.Message)
-		r.Recorder.Eventf(rb, m, corev1.EventTypeNormal, "RollbackRequested", "Rollback", "%s", rec.Message)
+		r.Recorder.Eventf(rb, m, corev1.EventTypeNormal, "RollbackRequested", "Rollback", "%s", eventNote(rec.Message))
 		return ctrl.Result{}, nil
 	}
 	finish(rec, v1alpha1.StepSucceeded, fmt.Sprintf("MastodonMigration %s rolls back at level %d", m.Name, m.Status.Rollback.Level), *rec.StartedAt)
@@ -145,7 +149,7 @@ func (r *MastodonRollbackReconciler) refuse(rb *v1alpha1.MastodonRollback, rec *
 	rb.Status.Phase = v1alpha1.RollbackFailed
 	setProgress(&rb.Status.Conditions, rb.Generation, progressStalled, reason, msg)
 	rb.Status.ObservedGeneration = rb.Generation
-	r.Recorder.Eventf(rb, nil, corev1.EventTypeWarning, reason, "Rollback", msg)
+	r.Recorder.Eventf(rb, nil, corev1.EventTypeWarning, reason, "Rollback", "%s", eventNote(msg))
 	return ctrl.Result{}, nil
 }
 

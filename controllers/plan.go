@@ -24,6 +24,8 @@ type outcome struct {
 	// or Failed (blocked until a person changes something).
 	state   v1alpha1.StepState
 	message string
+	// note is the Event's note when it says more than the message; empty means the message.
+	note string
 	// requeueAfter looks at a waiting or blocked step again even if no watched object changes.
 	requeueAfter time.Duration
 }

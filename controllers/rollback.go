@@ -113,7 +113,7 @@ func (r *MastodonMigrationReconciler) rollBack(ctx context.Context, m *v1alpha1.
 		if rb != nil && rb.StartedAt != nil {
 			m.Status.Rollback.StartedAt = rb.StartedAt
 		}
-		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "RollingBack", "Rollback", "rollback level %d: %s", level, reason)
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "RollingBack", "Rollback", "%s", eventNote(fmt.Sprintf("rollback level %d: %s", level, reason)))
 	}
 	rb = m.Status.Rollback
 	if rb.FinishedAt != nil {

@@ -3,12 +3,18 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 )
@@ -34,6 +40,8 @@ const (
 	ReasonMigrationMissing = "MigrationNotFound"
 	ReasonRollbackConflict = "RollbackConflict"
 	ReasonNotConfigured    = "DatabaseBackupNotConfigured"
+	// ReasonStatusRejected: the API server refused the status the operator wrote.
+	ReasonStatusRejected = "StatusRejected"
 )
 
 // setCondition records a condition against the generation it describes.
@@ -98,19 +106,82 @@ func finish(rec *v1alpha1.StepStatus, state v1alpha1.StepState, message string, 
 	rec.FinishedAt = &now
 }
 
-// maxEventNote is the events API's limit on a note.
-const maxEventNote = 1024
+// The API's limits on the strings the operator writes to status (the CRDs' maxLength) and to
+// Events. The API server refuses a whole write when one field is too long, so every string is cut
+// to its limit before it is written. A condition's message could be 32768 bytes; it is held to a
+// step message's, as both are read in kubectl describe.
+const (
+	maxMessage        = 4096
+	maxFindingCheck   = 64
+	maxFindingObject  = 512
+	maxFindingMessage = 1024
+	maxRollbackText   = 2048
+	maxProviderText   = 1024
+	// maxEventNote is the events API's limit on a note.
+	maxEventNote = 1024
+)
 
-// eventNote cuts a message to what the events API accepts; the full text stays in status.
-func eventNote(msg string) string {
-	if len(msg) <= maxEventNote {
-		return msg
+// truncated marks the end of a string that was cut, saying how much is missing.
+const truncated = "… (%d more bytes)"
+
+// truncate cuts s to at most max bytes, at a rune boundary, ending with a marker that says how
+// many bytes were cut.
+func truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
 	}
-	cut := maxEventNote - len("…")
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+	// The marker is longest with the most digits, and len(s) has at least as many as the count.
+	cut := max - len(fmt.Sprintf(truncated, len(s)))
+	if cut < 0 {
+		cut = 0
+	}
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return msg[:cut] + "…"
+	return s[:cut] + fmt.Sprintf(truncated, len(s)-cut)
+}
+
+// eventNote cuts a message to what the events API accepts; the full text stays in status.
+func eventNote(msg string) string { return truncate(msg, maxEventNote) }
+
+// boundMigrationStatus cuts every string of a migration's status to its limit, just before the
+// status is written, wherever the string was set.
+func boundMigrationStatus(st *v1alpha1.MastodonMigrationStatus) {
+	boundSteps(st.Steps)
+	boundConditions(st.Conditions)
+	for i := range st.Preflight {
+		f := &st.Preflight[i]
+		f.Check = truncate(f.Check, maxFindingCheck)
+		f.Object = truncate(f.Object, maxFindingObject)
+		f.Message = truncate(f.Message, maxFindingMessage)
+	}
+	if rb := st.Rollback; rb != nil {
+		rb.Reason = truncate(rb.Reason, maxRollbackText)
+		rb.Result = truncate(rb.Result, maxRollbackText)
+	}
+	if a := st.Analysis; a != nil {
+		for i := range a.Providers {
+			a.Providers[i].Message = truncate(a.Providers[i].Message, maxProviderText)
+		}
+	}
+}
+
+// boundRollbackStatus cuts every string of a MastodonRollback's status to its limit.
+func boundRollbackStatus(st *v1alpha1.MastodonRollbackStatus) {
+	boundSteps(st.Steps)
+	boundConditions(st.Conditions)
+}
+
+func boundSteps(steps []v1alpha1.StepStatus) {
+	for i := range steps {
+		steps[i].Message = truncate(steps[i].Message, maxMessage)
+	}
+}
+
+func boundConditions(conds []metav1.Condition) {
+	for i := range conds {
+		conds[i].Message = truncate(conds[i].Message, maxMessage)
+	}
 }
 
 // stepStartedAt returns when a step first started, or nil.
@@ -123,16 +194,43 @@ func stepStartedAt(m *v1alpha1.MastodonMigration, name string) *metav1.MicroTime
 	return nil
 }
 
-// patchStatus writes obj's status if it differs from base's, once, at the end of a reconcile.
-// The optimistic lock keeps it from overwriting what the other controller wrote meanwhile (a
-// rollback recorded on a migration); a conflict is retried by the workqueue.
-func patchStatus(ctx context.Context, c client.Client, obj client.Object, base client.Object, changed bool) error {
+// statusRejectedRetry is when a reconcile whose status write the API server refused runs again.
+// The same write would be refused again: retrying it at the workqueue's backoff only loads the
+// API server, and a person has to look anyway.
+const statusRejectedRetry = 10 * time.Minute
+
+// patchStatus writes obj's status if it differs from base's, once, at the end of a reconcile,
+// and returns what the reconcile returns. The optimistic lock keeps it from overwriting what the
+// other controller wrote meanwhile (a rollback recorded on a migration); a conflict is retried by
+// the workqueue.
+//
+// A write the API server refuses as invalid would be refused on every retry, and status would
+// show nothing of it. patchStatus then writes instead the status that reject makes (the last one
+// accepted, with Stalled saying why), warns in an Event, and tries again only after
+// statusRejectedRetry.
+func patchStatus(ctx context.Context, c client.Client, recorder events.EventRecorder, obj, base client.Object,
+	changed bool, reject func(message string), result ctrl.Result, retErr error) (ctrl.Result, error) {
 	if !changed {
-		return nil
+		return result, retErr
 	}
 	err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("patching status: %w", err)
+	switch {
+	case err == nil || apierrors.IsNotFound(err):
+		return result, retErr
+	case !apierrors.IsInvalid(err):
+		return ctrl.Result{}, kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
 	}
-	return nil
+	logger := log.FromContext(ctx)
+	logger.Error(err, "the API server refused the status write; writing the last accepted status with Stalled=True",
+		"reconcileError", retErr)
+	// Summary first, then the API server's cause, cut so that the message fits a condition.
+	msg := fmt.Sprintf("the API server refused the operator's status write: this is the last status it accepted, "+
+		"tried again in %s or on a spec change; its cause: %s", statusRejectedRetry, truncate(err.Error(), maxFindingMessage))
+	reject(msg)
+	recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonStatusRejected, "WriteStatus", "%s", eventNote(msg))
+	if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil &&
+		!apierrors.IsNotFound(err) {
+		logger.Error(err, "the API server refused the shortened status too")
+	}
+	return ctrl.Result{RequeueAfter: statusRejectedRetry}, nil
 }

@@ -151,7 +151,7 @@ func (r *MastodonMigrationReconciler) judge(ctx context.Context, m *v1alpha1.Mas
 			if got.Verdict == analysis.Pass {
 				typ = corev1.EventTypeNormal
 			}
-			r.Recorder.Eventf(m, nil, typ, "Analysis"+string(got.Verdict), "Analyze", "%s: %s", what, eventNote(analysis.Describe(got)))
+			r.Recorder.Eventf(m, nil, typ, "Analysis"+string(got.Verdict), "Analyze", "%s", eventNote(what+": "+analysis.Describe(got)))
 		}
 		res, next = &got, interval
 	}

@@ -30,7 +30,24 @@ import (
 var (
 	k8sClient client.Client
 	chartURL  string
+	// kubeconfig reaches the API server as its admin, for kubectl.
+	kubeconfig []byte
+	// auditLog is the API server's audit log of status writes to MastodonMigrations.
+	auditLog string
 )
+
+// auditPolicy records the status writes to MastodonMigrations, and nothing else.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [patch, update]
+  resources:
+  - group: migration.mastodon-operator.io
+    resources: [mastodonmigrations/status]
+- level: None
+`
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -46,12 +63,26 @@ func run(m *testing.M) int {
 		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
+	dir, err := os.MkdirTemp("", "envtest-audit-")
+	if err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	policy := filepath.Join(dir, "policy.yaml")
+	auditLog = filepath.Join(dir, "audit.log")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		return 1
+	}
+	env.ControlPlane.GetAPIServer().Configure().Set("audit-policy-file", policy).Set("audit-log-path", auditLog)
 	cfg, err := env.Start()
 	if err != nil {
 		os.Stderr.WriteString("starting envtest: " + err.Error() + "\n")
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
+	kubeconfig = env.KubeConfig
 
 	repo, err := chartrepo.Serve(fixture.OfficialChart())
 	if err != nil {

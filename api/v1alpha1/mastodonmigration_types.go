@@ -977,6 +977,7 @@ type ProviderStatus struct {
 	// Available is false while the provider gives no data.
 	Available bool `json:"available"`
 	// Message is the provider's last values, or why it gave no data.
+	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	Message string `json:"message,omitempty"`
 	// Since is when Available last changed.
@@ -991,6 +992,7 @@ type RollbackStatus struct {
 	// Trigger is what asked for it: Automatic, RollbackLevel (the spec field) or MastodonRollback.
 	Trigger string `json:"trigger"`
 	// Reason says why.
+	// +kubebuilder:validation:MaxLength=2048
 	// +optional
 	Reason string `json:"reason,omitempty"`
 	// Breaches are the metric values that caused an automatic rollback.
@@ -1007,6 +1009,7 @@ type RollbackStatus struct {
 	// +optional
 	WatchedUntil *metav1.Time `json:"watchedUntil,omitempty"`
 	// Result of the watch of the restored stack: Watching, Healthy or Unhealthy, with why.
+	// +kubebuilder:validation:MaxLength=2048
 	// +optional
 	Result string `json:"result,omitempty"`
 }
