@@ -111,4 +111,3 @@ func TestClassify(t *testing.T) {
 		})
 	}
 }
-
