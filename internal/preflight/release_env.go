@@ -130,16 +130,17 @@ var envSeverity = map[v1alpha1.FindingClass]int{v1alpha1.FindingBlocks: 0, v1alp
 // reason of each, its class the gravest of them, and the fix.
 func envFinding(name string, parts []envPart, comps []*envComponent, chartValues map[string]any) v1alpha1.Finding {
 	worst := slices.MinFunc(parts, func(a, b envPart) int { return envSeverity[a.class] - envSeverity[b.class] })
+	// Components that differ alike are named together.
 	type group struct {
-		what string
-		who  []string
+		what, why string
+		who       []string
 	}
 	var groups []*group
 	for _, pt := range parts {
-		what := fmt.Sprintf("%s [%s: %s]", describe(pt.diff), pt.class, pt.reason)
-		i := slices.IndexFunc(groups, func(g *group) bool { return g.what == what })
+		what, why := describe(pt.diff), fmt.Sprintf("[%s: %s]", pt.class, pt.reason)
+		i := slices.IndexFunc(groups, func(g *group) bool { return g.what == what && g.why == why })
 		if i < 0 {
-			groups = append(groups, &group{what: what})
+			groups = append(groups, &group{what: what, why: why})
 			i = len(groups) - 1
 		}
 		groups[i].who = append(groups[i].who, pt.envComponent.String())
@@ -150,7 +151,7 @@ func envFinding(name string, parts []envPart, comps []*envComponent, chartValues
 		if i > 0 {
 			msg.WriteString("; ")
 		}
-		fmt.Fprintf(&msg, "in %s %s", strings.Join(g.who, ", "), g.what)
+		fmt.Fprintf(&msg, "%s in %s %s", g.what, strings.Join(g.who, ", "), g.why)
 	}
 	fix := envFix(name, worst, parts, comps, chartValues)
 	switch worst.class {
@@ -170,13 +171,17 @@ func envFinding(name string, parts []envPart, comps []*envComponent, chartValues
 // extraEnvVars.
 func envFix(name string, p envPart, parts []envPart, comps []*envComponent, chartValues map[string]any) string {
 	key, keyIsSecret := values.ChartKey(name, p.role)
+	// The chart passes a Secret-held variable when its values have the key: 1.0.2 has none for
+	// OTP_SECRET.
+	_, chartPasses, _ := unstructured.NestedFieldNoCopy(chartValues, strings.Split(key, ".")...)
+	chartPasses = chartPasses && keyIsSecret
 	if n := p.diff.NewValue; n.Missing {
 		kind, ref := "ConfigMap", n.FromConfigMap
 		if n.FromSecret != nil {
 			kind, ref = "Secret", n.FromSecret
 		}
 		fix := fmt.Sprintf("add key %s to %s %s", ref.Key, kind, ref.Name)
-		if keyIsSecret {
+		if chartPasses {
 			fix += ", or set " + key + " to a key it has"
 		}
 		return fix
@@ -190,10 +195,8 @@ func envFix(name string, p envPart, parts []envPart, comps []*envComponent, char
 		}
 		entry := fmt.Sprintf("{name: %s, secretName: %s, key: %s}", name, src.Name, src.Key)
 		group, _, _ := strings.Cut(key, ".existingSecretKeys.")
-		// The chart passes it when its values have the key: 1.0.2 has none for OTP_SECRET.
-		_, chartPasses, _ := unstructured.NestedFieldNoCopy(chartValues, strings.Split(key, ".")...)
 		switch {
-		case keyIsSecret && chartPasses && (p.diff.Kind == envparity.KindChanged || len(passedTo) == 0):
+		case chartPasses && (p.diff.Kind == envparity.KindChanged || len(passedTo) == 0):
 			return fmt.Sprintf("set %s.existingSecret to %s and %s to %s", group, src.Name, key, src.Key)
 		case p.diff.Kind == envparity.KindChanged:
 			return "the chart does not pass it from a Secret: spec.release.secretEnv must give it as " + entry
@@ -204,6 +207,8 @@ func envFix(name string, p envPart, parts []envPart, comps []*envComponent, char
 		}
 	}
 	switch {
+	case keyIsSecret && !chartPasses:
+		return "spec.release.secretEnv"
 	case key != "":
 		return "set " + key
 	case p.diff.Kind == envparity.KindAdded:

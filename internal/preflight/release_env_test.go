@@ -67,13 +67,13 @@ func TestEnvParityClassesAndFixes(t *testing.T) {
 			acceptEnv(s, "web/DB_HOST")
 		},
 		variable: "DB_HOST", class: v1alpha1.FindingChanges,
-		says: []string{"in streaming (mastodon-streaming → mastodon-helm-streaming), sidekiq (mastodon-worker → mastodon-helm-sidekiq-worker) changed"},
+		says: []string{`→ "10.99.0.1" (configmap mastodon-helm-env/DB_HOST) in streaming (mastodon-streaming → mastodon-helm-streaming), sidekiq (mastodon-worker → mastodon-helm-sidekiq-worker) [Changes`},
 		not:  []string{"web (mastodon-web"},
 	}, {
 		name:     "the Puma tuning of web changed",
 		breakIt:  func(t *testing.T, s *stack) { s.overrides = setValue("mastodon.web.maxThreads", "3") },
 		variable: "MAX_THREADS", class: v1alpha1.FindingChanges,
-		says: []string{`in web (mastodon-web → mastodon-helm-web) changed "5" (configmap mastodon-env/MAX_THREADS) → "3"`,
+		says: []string{`changed "5" (configmap mastodon-env/MAX_THREADS) → "3" in web (mastodon-web → mastodon-helm-web) [Changes`,
 			"Fix: set mastodon.web.maxThreads"},
 	}, {
 		name: "OTP_SECRET, which the chart does not pass, without spec.release.secretEnv: a Block, not acceptable",
@@ -82,7 +82,7 @@ func TestEnvParityClassesAndFixes(t *testing.T) {
 			acceptEnv(s, "OTP_SECRET")
 		},
 		variable: "OTP_SECRET", class: v1alpha1.FindingBlocks,
-		says: []string{"in web (mastodon-web → mastodon-helm-web), sidekiq (mastodon-worker → mastodon-helm-sidekiq-worker) dropped (was secret mastodon/OTP_SECRET)",
+		says: []string{"dropped (was secret mastodon/OTP_SECRET) in web (mastodon-web → mastodon-helm-web), sidekiq (mastodon-worker → mastodon-helm-sidekiq-worker) [Blocks",
 			"two-factor", "add {name: OTP_SECRET, secretName: mastodon, key: OTP_SECRET} to spec.release.secretEnv",
 			"spec.preflight.acceptEnvChanges cannot accept it"},
 	}, {
@@ -90,8 +90,8 @@ func TestEnvParityClassesAndFixes(t *testing.T) {
 		name:     "OTP_SECRET in spec.release.secretEnv: the release's env has it, under the same key",
 		breakIt:  func(*testing.T, *stack) {},
 		variable: "OTP_SECRET", class: v1alpha1.FindingInformational,
-		says: []string{"env OTP_SECRET: in streaming (mastodon-streaming → mastodon-helm-streaming) added secret mastodon/OTP_SECRET " +
-			"[Informational: the streaming server does not read it]."},
+		says: []string{"env OTP_SECRET: added secret mastodon/OTP_SECRET in streaming (mastodon-streaming → mastodon-helm-streaming) " +
+			"[Informational: the streaming server does not read it].", "to change it: spec.release.secretEnv"},
 		not: []string{"web (mastodon-web", "sidekiq (mastodon-worker"},
 	}, {
 		name: "OTP_SECRET in spec.release.secretEnv, from a key of another value",

@@ -374,7 +374,8 @@ func TestReleaseRulesFindWhatIsBroken(t *testing.T) {
 			s.overrides = setValue("postgresql.hostname", "10.99.0.1")
 		},
 		check: "EnvParity", object: "Deployment/mastodon-web", about: "env DB_HOST:",
-		says: []string{"in web (mastodon-web → mastodon-helm-web), streaming", `→ "10.99.0.1"`, "[Changes: the value differs]",
+		says: []string{"env DB_HOST: changed ", `→ "10.99.0.1" (configmap mastodon-helm-env/DB_HOST) in web (mastodon-web → mastodon-helm-web), streaming`,
+			"[Changes: the value differs]",
 			"Fix: set postgresql.hostname", "add DB_HOST to spec.preflight.acceptEnvChanges"},
 	}, {
 		name: "a Service targets a port the chart lacks",
