@@ -207,7 +207,7 @@ func envFix(name string, p envPart, parts []envPart, comps []*envComponent, char
 		}
 	}
 	switch {
-	case keyIsSecret && !chartPasses:
+	case (keyIsSecret || p.diff.NewValue.FromSecret != nil) && !chartPasses:
 		return "spec.release.secretEnv"
 	case key != "":
 		return "set " + key
