@@ -101,7 +101,7 @@ func envParity(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 	}
 	var findings []v1alpha1.Finding
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
-		findings = append(findings, envFinding(name, byName[name], comps, chartValues))
+		findings = append(findings, envFinding(name, byName[name], comps, chartValues, in.Migration.Spec.Release.SecretEnv))
 	}
 	return findings, nil
 }
@@ -128,7 +128,7 @@ var envSeverity = map[v1alpha1.FindingClass]int{v1alpha1.FindingBlocks: 0, v1alp
 
 // envFinding is one variable's finding: what differs in which components, with the class and
 // reason of each, its class the gravest of them, and the fix.
-func envFinding(name string, parts []envPart, comps []*envComponent, chartValues map[string]any) v1alpha1.Finding {
+func envFinding(name string, parts []envPart, comps []*envComponent, chartValues map[string]any, secretEnv []v1alpha1.SecretEnvVar) v1alpha1.Finding {
 	worst := slices.MinFunc(parts, func(a, b envPart) int { return envSeverity[a.class] - envSeverity[b.class] })
 	// Components that differ alike are named together.
 	type group struct {
@@ -153,7 +153,7 @@ func envFinding(name string, parts []envPart, comps []*envComponent, chartValues
 		}
 		fmt.Fprintf(&msg, "%s in %s %s", g.what, strings.Join(g.who, ", "), g.why)
 	}
-	fix := envFix(name, worst, parts, comps, chartValues)
+	fix := envFix(name, worst, parts, comps, chartValues, secretEnv)
 	switch worst.class {
 	case v1alpha1.FindingBlocks:
 		fmt.Fprintf(&msg, ". Fix: %s (spec.preflight.acceptEnvChanges cannot accept it)", fix)
@@ -169,7 +169,7 @@ func envFinding(name string, parts []envPart, comps []*envComponent, chartValues
 // not exist, the key to add; for a Secret-held variable, the chart's existingSecret settings if
 // the chart passes it, else spec.release.secretEnv; for a plain one, the chart's setting or
 // extraEnvVars.
-func envFix(name string, p envPart, parts []envPart, comps []*envComponent, chartValues map[string]any) string {
+func envFix(name string, p envPart, parts []envPart, comps []*envComponent, chartValues map[string]any, secretEnv []v1alpha1.SecretEnvVar) string {
 	key, keyIsSecret := values.ChartKey(name, p.role)
 	// The chart passes a Secret-held variable when its values have the key: 1.0.2 has none for
 	// OTP_SECRET.
@@ -207,7 +207,9 @@ func envFix(name string, p envPart, parts []envPart, comps []*envComponent, char
 		}
 	}
 	switch {
-	case (keyIsSecret || p.diff.NewValue.FromSecret != nil) && !chartPasses:
+	case slices.ContainsFunc(secretEnv, func(v v1alpha1.SecretEnvVar) bool { return v.Name == name }):
+		return "spec.release.secretEnv"
+	case keyIsSecret && !chartPasses:
 		return "spec.release.secretEnv"
 	case key != "":
 		return "set " + key
