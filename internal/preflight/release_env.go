@@ -168,7 +168,7 @@ func envFinding(name string, parts []envPart, comps []*envComponent, chartValues
 // envFix names what gives the new pods the old value: for a key the new pods read and that does
 // not exist, the key to add; for a Secret-held variable, the chart's existingSecret settings if
 // the chart passes it, else spec.release.secretEnv; for a plain one, the chart's setting or
-// extraEnvVars.
+// extraEnvVars. secretEnv is spec.release.secretEnv, which the render adds to every container.
 func envFix(name string, p envPart, parts []envPart, comps []*envComponent, chartValues map[string]any, secretEnv []v1alpha1.SecretEnvVar) string {
 	key, keyIsSecret := values.ChartKey(name, p.role)
 	// The chart passes a Secret-held variable when its values have the key: 1.0.2 has none for
