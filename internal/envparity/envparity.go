@@ -296,6 +296,11 @@ type Difference struct {
 	Kind string
 	Old  string
 	New  string
+	// OldValue and NewValue are the values compared, zero on the side that lacks the variable;
+	// a FromSecret one holds the key, never the value.
+	OldValue, NewValue Value
+	// SameValue: a Changed difference whose value is the same, moved into or out of a Secret.
+	SameValue bool
 }
 
 func (d Difference) String() string {
@@ -322,7 +327,7 @@ func Diff(old, new map[string]Value, secrets map[string]*corev1.Secret) []Differ
 		o := old[name]
 		n, ok := new[name]
 		if !ok {
-			diffs = append(diffs, Difference{Name: name, Kind: KindMissing, Old: o.String()})
+			diffs = append(diffs, Difference{Name: name, Kind: KindMissing, Old: o.String(), OldValue: o})
 			continue
 		}
 		if d, differ := compare(name, o, n, secrets); differ {
@@ -331,7 +336,7 @@ func Diff(old, new map[string]Value, secrets map[string]*corev1.Secret) []Differ
 	}
 	for _, name := range slices.Sorted(maps.Keys(new)) {
 		if _, ok := old[name]; !ok {
-			diffs = append(diffs, Difference{Name: name, Kind: KindAdded, New: new[name].String()})
+			diffs = append(diffs, Difference{Name: name, Kind: KindAdded, New: new[name].String(), NewValue: new[name]})
 		}
 	}
 	slices.SortFunc(diffs, func(a, b Difference) int { return strings.Compare(a.Name, b.Name) })
@@ -369,7 +374,7 @@ func compare(name string, o, n Value, secrets map[string]*corev1.Secret) (Differ
 		}
 		// The same value, moved into or out of a Secret: worth a look, but the plain side
 		// must not show what is also the secret value.
-		d := Difference{Name: name, Kind: KindChanged, Old: o.String(), New: n.String()}
+		d := Difference{Name: name, Kind: KindChanged, Old: o.String(), New: n.String(), OldValue: o, NewValue: n, SameValue: true}
 		if ro.secret {
 			d.Old += " (same value)"
 			d.New = n.withoutValue() + " (same value)"
@@ -390,7 +395,7 @@ func compare(name string, o, n Value, secrets map[string]*corev1.Secret) (Differ
 			return Difference{}, false
 		}
 	}
-	d := Difference{Name: name, Kind: KindChanged, Old: o.String(), New: n.String()}
+	d := Difference{Name: name, Kind: KindChanged, Old: o.String(), New: n.String(), OldValue: o, NewValue: n}
 	marker := " (value unknown)"
 	if ro.known && rn.known {
 		marker = " (different value)"

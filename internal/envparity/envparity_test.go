@@ -170,10 +170,11 @@ func TestDiff(t *testing.T) {
 		{Name: "ADDED", Kind: KindAdded, New: "secret new/KEY"},
 		{Name: "DB_HOST", Kind: KindChanged, Old: `"10.0.0.1" (configmap env/DB_HOST)`, New: `"10.0.0.2" (configmap helm-env/DB_HOST)`},
 		{Name: "GONE", Kind: KindMissing, Old: `"x"`},
-		{Name: "LOGIN", Kind: KindChanged, Old: "secret old/LOGIN (same value)", New: "literal (same value)"},
+		{Name: "LOGIN", Kind: KindChanged, Old: "secret old/LOGIN (same value)", New: "literal (same value)", SameValue: true},
 		{Name: "PASS", Kind: KindChanged, Old: "secret old/PASS (different value)", New: "secret new/PASS (different value)"},
 		{Name: "TOLITERAL", Kind: KindChanged, Old: "secret old/PASS (different value)", New: `"not-the-password"`},
 	}
+	withValues(want, old, new)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Diff\n%v\nwant\n%v", got, want)
 	}
@@ -205,7 +206,15 @@ func TestDiffOfUnresolvableValues(t *testing.T) {
 		{Name: "C", Kind: KindChanged, Old: "configmap cm/K (missing)", New: `"now here"`},
 		{Name: "D", Kind: KindChanged, Old: "fieldRef metadata.name", New: "fieldRef metadata.namespace"},
 	}
+	withValues(want, old, new)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Diff\n%v\nwant\n%v", got, want)
+	}
+}
+
+// withValues fills in the values a Difference carries: those of each side, zero where absent.
+func withValues(diffs []Difference, old, new map[string]Value) {
+	for i := range diffs {
+		diffs[i].OldValue, diffs[i].NewValue = old[diffs[i].Name], new[diffs[i].Name]
 	}
 }

@@ -46,6 +46,8 @@ type releasePreview struct {
 	// manifests are the rendered objects; nil when there is nothing to check (no Values, the
 	// chart did not load, or the render failed).
 	manifests *helm.Manifests
+	// chart is the chart rendered, with its default values.
+	chart *chart.Chart
 	// problem is ReleaseRenders' finding: the values or the render failed.
 	problem *v1alpha1.Finding
 }
@@ -91,7 +93,7 @@ func (in Input) release(ctx context.Context) *releasePreview {
 		p.problem = &f
 		return p
 	}
-	p.manifests = m
+	p.manifests, p.chart = m, chrt
 	return p
 }
 

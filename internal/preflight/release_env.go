@@ -2,6 +2,7 @@ package preflight
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
@@ -9,17 +10,20 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/envparity"
+	"github.com/mastodon-operator/mastodon-operator/internal/values"
 )
 
 // envParity compares the environment of each source container with that of its counterpart in
 // the release, as the kubelet would build them (envparity.Effective): web with web, streaming
 // with streaming, each Sidekiq Deployment with its worker. The old side reads the ConfigMaps and
-// Secrets of the cluster, the new side the chart's own where it renders them. Every difference
-// whose variable is not in spec.preflight.acceptEnvChanges is a finding. Secret values are
-// compared, never shown.
+// Secrets of the cluster, the new side the chart's own where it renders them. Each variable that
+// differs is one finding, naming every component it differs in, classed by envparity.Classify
+// and naming the values key that fixes it; a Change in spec.preflight.acceptEnvChanges (NAME,
+// or component/NAME) is left out, a Block never is. Secret values are compared, never shown.
 //
 // A pod whose environment cannot be resolved (a missing envFrom source) is left out: the
 // source's is SourceDeployments' concern, the release's ReleaseReferences'.
@@ -40,70 +44,203 @@ func envParity(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 	oldKeys := newConfigKeys(in, nil, nil)
 	newKeys := newConfigKeys(in, cms, secrets)
 
-	type pair struct {
-		old  *appsv1.Deployment
-		role string
-		new  *appsv1.Deployment
-	}
-	var pairs []pair
+	var comps []*envComponent
 	for _, ref := range SourceDeployments(in.Migration) {
-		d, err := sourceDeployment(ctx, in, ref.Name)
+		src, err := sourceDeployment(ctx, in, ref.Name)
 		if err != nil {
 			return nil, err
 		}
-		if d == nil {
+		if src == nil {
 			continue
 		}
-		pairs = append(pairs, pair{old: d, role: ref.Component, new: counterpart(rendered, ref.Component, d)})
-	}
-
-	accepted := in.Migration.Spec.Preflight.AcceptEnvChanges
-	var findings []v1alpha1.Finding
-	for _, pr := range pairs {
-		if pr.new == nil {
+		rel := counterpart(rendered, ref.Component, src)
+		if rel == nil {
 			continue // the release lacks the component: TargetPorts and the switch report it
 		}
-		oldC, newC := sourceContainer(pr.old.Spec.Template.Spec, pr.role), mastodonContainer(pr.new.Spec.Template.Spec)
+		oldC, newC := sourceContainer(src.Spec.Template.Spec, ref.Component), mastodonContainer(rel.Spec.Template.Spec)
 		if oldC == nil || newC == nil {
 			continue
 		}
-		if err := oldKeys.lookupRefs(ctx, pr.old.Spec.Template.Spec); err != nil {
+		if err := oldKeys.lookupRefs(ctx, src.Spec.Template.Spec); err != nil {
 			return nil, err
 		}
-		if err := newKeys.lookupRefs(ctx, pr.new.Spec.Template.Spec); err != nil {
+		if err := newKeys.lookupRefs(ctx, rel.Spec.Template.Spec); err != nil {
 			return nil, err
 		}
 		oldCMs, oldSecrets := oldKeys.found()
 		newCMs, newSecrets := newKeys.found()
-		oldEnv, err := envparity.Effective(pr.old.Spec.Template.Spec, oldC.Name, oldCMs, oldSecrets)
-		if err != nil {
+		c := &envComponent{role: ref.Component, old: src.Name, new: rel.Name}
+		if c.oldEnv, err = envparity.Effective(src.Spec.Template.Spec, oldC.Name, oldCMs, oldSecrets); err != nil {
 			continue
 		}
-		newEnv, err := envparity.Effective(pr.new.Spec.Template.Spec, newC.Name, newCMs, newSecrets)
-		if err != nil {
+		if c.newEnv, err = envparity.Effective(rel.Spec.Template.Spec, newC.Name, newCMs, newSecrets); err != nil {
 			continue
 		}
 		// Diff resolves Secret values by name: the chart's Secrets over the cluster's, as the
 		// new pods see them, and the cluster's for names only the old pods use.
 		both := maps.Clone(oldSecrets)
 		maps.Copy(both, newSecrets)
-		for _, d := range envparity.Diff(oldEnv, newEnv, both) {
-			if slices.Contains(accepted, d.Name) || slices.Contains(accepted, pr.role+"/"+d.Name) {
+		c.diffs = envparity.Diff(c.oldEnv, c.newEnv, both)
+		comps = append(comps, c)
+	}
+
+	accepted := in.Migration.Spec.Preflight.AcceptEnvChanges
+	byName := map[string][]envPart{}
+	for _, c := range comps {
+		for _, d := range c.diffs {
+			class, reason := envparity.Classify(c.role, d, c.oldEnv)
+			if class == v1alpha1.FindingChanges && (slices.Contains(accepted, d.Name) || slices.Contains(accepted, c.role+"/"+d.Name)) {
 				continue
 			}
-			findings = append(findings, finding("Deployment/"+pr.old.Name,
-				"env %s: %s (container %s of Deployment %s, against %s of Deployment %s; Secret values compared, never shown): if the change is intended add %s/%s to spec.preflight.acceptEnvChanges, else fix spec.release.values",
-				d.Name, describe(d), oldC.Name, pr.old.Name, newC.Name, pr.new.Name, pr.role, d.Name))
+			byName[d.Name] = append(byName[d.Name], envPart{envComponent: c, diff: d, class: class, reason: reason})
 		}
+	}
+	var chartValues map[string]any
+	if p.chart != nil {
+		chartValues = p.chart.Values
+	}
+	var findings []v1alpha1.Finding
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		findings = append(findings, envFinding(name, byName[name], comps, chartValues, in.Migration.Spec.Release.SecretEnv))
 	}
 	return findings, nil
 }
 
-// describe says what a difference is: missing old, added new, changed old → new.
+// envComponent is one source Deployment and its counterpart in the release.
+type envComponent struct {
+	role, old, new string
+	oldEnv, newEnv map[string]envparity.Value
+	diffs          []envparity.Difference
+}
+
+func (c *envComponent) String() string { return c.role + " (" + c.old + " → " + c.new + ")" }
+
+// envPart is a variable's difference in one component.
+type envPart struct {
+	*envComponent
+	diff   envparity.Difference
+	class  v1alpha1.FindingClass
+	reason string
+}
+
+// envSeverity orders the classes, Blocks first.
+var envSeverity = map[v1alpha1.FindingClass]int{v1alpha1.FindingBlocks: 0, v1alpha1.FindingChanges: 1, v1alpha1.FindingInformational: 2}
+
+// envFinding is one variable's finding: what differs in which components, with the class and
+// reason of each, its class the gravest of them, and the fix.
+func envFinding(name string, parts []envPart, comps []*envComponent, chartValues map[string]any, secretEnv []v1alpha1.SecretEnvVar) v1alpha1.Finding {
+	worst := slices.MinFunc(parts, func(a, b envPart) int { return envSeverity[a.class] - envSeverity[b.class] })
+	// Components that differ alike are named together.
+	type group struct {
+		what, why string
+		who       []string
+	}
+	var groups []*group
+	for _, pt := range parts {
+		what, why := describe(pt.diff), fmt.Sprintf("[%s: %s]", pt.class, pt.reason)
+		i := slices.IndexFunc(groups, func(g *group) bool { return g.what == what && g.why == why })
+		if i < 0 {
+			groups = append(groups, &group{what: what, why: why})
+			i = len(groups) - 1
+		}
+		groups[i].who = append(groups[i].who, pt.envComponent.String())
+	}
+	var msg strings.Builder
+	fmt.Fprintf(&msg, "env %s: ", name)
+	for i, g := range groups {
+		if i > 0 {
+			msg.WriteString("; ")
+		}
+		fmt.Fprintf(&msg, "%s in %s %s", g.what, strings.Join(g.who, ", "), g.why)
+	}
+	fix := envFix(name, worst, parts, comps, chartValues, secretEnv)
+	switch worst.class {
+	case v1alpha1.FindingBlocks:
+		fmt.Fprintf(&msg, ". Fix: %s (spec.preflight.acceptEnvChanges cannot accept it)", fix)
+	case v1alpha1.FindingChanges:
+		fmt.Fprintf(&msg, ". Fix: %s; or, if intended, add %s to spec.preflight.acceptEnvChanges", fix, name)
+	default:
+		fmt.Fprintf(&msg, ". Nothing to do; to change it: %s", fix)
+	}
+	return v1alpha1.Finding{Class: worst.class, Object: "Deployment/" + parts[0].old, Message: boundedMessage(msg.String())}
+}
+
+// envFix names what gives the new pods the old value: for a key the new pods read and that does
+// not exist, the key to add; for a Secret-held variable, the chart's existingSecret settings if
+// the chart passes it, else spec.release.secretEnv; for a plain one, the chart's setting or
+// extraEnvVars. secretEnv is spec.release.secretEnv, which the render adds to every container.
+func envFix(name string, p envPart, parts []envPart, comps []*envComponent, chartValues map[string]any, secretEnv []v1alpha1.SecretEnvVar) string {
+	key, keyIsSecret := values.ChartKey(name, p.role)
+	// The chart passes a Secret-held variable when its values have the key: 1.0.2 has none for
+	// OTP_SECRET.
+	_, chartPasses, _ := unstructured.NestedFieldNoCopy(chartValues, strings.Split(key, ".")...)
+	chartPasses = chartPasses && keyIsSecret
+	if n := p.diff.NewValue; n.Missing {
+		kind, ref := "ConfigMap", n.FromConfigMap
+		if n.FromSecret != nil {
+			kind, ref = "Secret", n.FromSecret
+		}
+		fix := fmt.Sprintf("add key %s to %s %s", ref.Key, kind, ref.Name)
+		if chartPasses {
+			fix += ", or set " + key + " to a key it has"
+		}
+		return fix
+	}
+	if src := p.diff.OldValue.FromSecret; src != nil {
+		var passedTo []string
+		for _, c := range comps {
+			if v, ok := c.newEnv[name]; ok && v.FromSecret != nil && !slices.Contains(passedTo, c.role) {
+				passedTo = append(passedTo, c.role)
+			}
+		}
+		entry := fmt.Sprintf("{name: %s, secretName: %s, key: %s}", name, src.Name, src.Key)
+		group, _, _ := strings.Cut(key, ".existingSecretKeys.")
+		switch {
+		case chartPasses && (p.diff.Kind == envparity.KindChanged || len(passedTo) == 0):
+			return fmt.Sprintf("set %s.existingSecret to %s and %s to %s", group, src.Name, key, src.Key)
+		case p.diff.Kind == envparity.KindChanged:
+			return "the chart does not pass it from a Secret: spec.release.secretEnv must give it as " + entry
+		case len(passedTo) > 0:
+			return fmt.Sprintf("the chart gives it to %s only: add %s to spec.release.secretEnv", strings.Join(passedTo, ", "), entry)
+		default:
+			return "the chart does not pass it from a Secret: add " + entry + " to spec.release.secretEnv"
+		}
+	}
+	switch {
+	case slices.ContainsFunc(secretEnv, func(v v1alpha1.SecretEnvVar) bool { return v.Name == name }):
+		return "spec.release.secretEnv"
+	case keyIsSecret && !chartPasses:
+		return "spec.release.secretEnv"
+	case key != "":
+		return "set " + key
+	case p.diff.Kind == envparity.KindAdded:
+		return "the chart sets it itself; mastodon.extraEnvVars." + name + " overrides its value"
+	case len(parts) == len(comps):
+		return "set mastodon.extraEnvVars." + name
+	}
+	var keys []string
+	for _, pt := range parts {
+		if k := "mastodon." + pt.role + ".extraEnvVars." + name; !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	return "set " + strings.Join(keys, " and ")
+}
+
+// boundedMessage keeps a finding's message within the API's 1024 bytes, cut on a character boundary.
+func boundedMessage(msg string) string {
+	const max = 1024
+	if len(msg) <= max {
+		return msg
+	}
+	return strings.ToValidUTF8(msg[:max-len("…")], "") + "…"
+}
+
+// describe says what a difference is: dropped old, added new, changed old → new.
 func describe(d envparity.Difference) string {
 	switch d.Kind {
 	case envparity.KindMissing:
-		return "missing " + d.Old
+		return "dropped (was " + d.Old + ")"
 	case envparity.KindAdded:
 		return "added " + d.New
 	default:
