@@ -231,8 +231,9 @@ func TestChangedSecretValueIsDetectedNotShown(t *testing.T) {
 		t.Fatalf("the fixture's DB_PASS is not %q", oldPassword)
 	}
 	rotated.StringData["DB_PASS"] = newPassword
-	// The chart reads DB_USER from the same Secret: the old pods had it from the ConfigMap.
-	rotated.StringData["username"] = "mastodon"
+	// The chart reads DB_USER from the same Secret, under the key the generated values name
+	// after the variable: the old pods had it from the ConfigMap.
+	rotated.StringData["DB_USER"] = "mastodon"
 	vals := generate(t, old)
 	for _, group := range [][]string{{"mastodon", "secrets"}, {"mastodon", "s3"}, {"mastodon", "smtp"}, {"postgresql"}, {"redis"}} {
 		layer := map[string]any{"existingSecret": "mastodon-rotated"}

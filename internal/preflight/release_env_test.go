@@ -119,7 +119,8 @@ func TestEnvParityClassesAndFixes(t *testing.T) {
 	}, {
 		name: "a key the chart reads that the Secret lacks",
 		breakIt: func(t *testing.T, s *stack) {
-			s.release = nil // postgresql.existingSecretKeys.username back at the chart's default, username
+			// The chart's default key, which Secret mastodon lacks.
+			s.overrides = setValue("postgresql.existingSecretKeys.username", "username")
 		},
 		variable: "DB_USER", class: v1alpha1.FindingBlocks,
 		says: []string{"→ secret mastodon/username (missing)", "would not start", "Fix: add key username to Secret mastodon"},

@@ -768,6 +768,10 @@ func (g *generator) mapAbsent(env map[string]shared) {
 	if g.get("elasticsearch", "enabled") == true && !has("ES_HOST") {
 		g.note(Required, "ES_HOST", "Elasticsearch is enabled but ES_HOST is not set; the chart requires elasticsearch.hostname")
 	}
+	if g.get("elasticsearch", "enabled") == true && !has("ES_PRESET") {
+		g.note(ChartDefault, "ES_PRESET", "not set in the old pods; the chart sets it from elasticsearch.preset (its default "+
+			"single_node_cluster), which is what Mastodon's index settings (lib/chewy/index_extensions.rb) take when it is unset")
+	}
 	if !has("S3_ENABLED") {
 		// Mastodon stores media on local disk unless S3_ENABLED is true; the chart's
 		// default is S3 on.

@@ -363,7 +363,7 @@ func TestGenerateFromTheOneSecretLayout(t *testing.T) {
 		Note{Kind: Unmapped, Variable: "SMTP_LOGIN", Message: "web"}, Note{Kind: Unmapped, Variable: "SMTP_PASSWORD", Message: "web"},
 		Note{Kind: Unmapped, Variable: "MAX_THREADS"}, Note{Kind: Unmapped, Variable: "WEB_CONCURRENCY"},
 		Note{Kind: Adjusted, Message: "Ingress mastodon"}, Note{Kind: Adjusted, Variable: "MIN_THREADS"},
-		Note{Kind: ChartDefault, Message: "hook Jobs"},
+		Note{Kind: ChartDefault, Message: "hook Jobs"}, Note{Kind: ChartDefault, Variable: "ES_PRESET"},
 		Note{Kind: Unmapped, Variable: "SINGLE_USER_MODE", Message: "reads as false too"},
 		Note{Kind: Unpinned, Message: "ghcr.io/mastodon/mastodon:nightly"}, Note{Kind: Unpinned, Message: "ghcr.io/mastodon/mastodon-streaming:nightly"},
 	)
