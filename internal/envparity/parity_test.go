@@ -131,22 +131,20 @@ type component struct {
 // the chart's own doing (it sets CAS_ENABLED, LDAP_ENABLED, TZ, the SMTP defaults and more, and
 // gives streaming the Rails pods' secrets); all but these change nothing Mastodon does:
 //
-//   - the chart reads DB_USER from the database Secret (postgresql.existingSecretKeys.username),
-//     which has no such key: the old pods had it from the ConfigMap;
 //   - the chart does not pass OTP_SECRET (mastodon/helm-charts#80): spec.release.secretEnv must;
 //   - the chart gives the SMTP credentials to Sidekiq only, and web had them;
 //   - the chart always sets MALLOC_ARENA_MAX=2, a glibc tuning, and SMTP_OPENSSL_VERIFY_MODE=peer,
 //     which Mastodon leaves unset.
 var components = []component{
 	{"web", "mastodon-web", "web", "mastodon-helm-web", "mastodon-web", []string{
-		"DB_USER Changed Blocks", "MALLOC_ARENA_MAX Added Changes", "OTP_SECRET Missing Blocks", "SMTP_LOGIN Missing Changes",
+		"MALLOC_ARENA_MAX Added Changes", "OTP_SECRET Missing Blocks", "SMTP_LOGIN Missing Changes",
 		"SMTP_OPENSSL_VERIFY_MODE Added Changes", "SMTP_PASSWORD Missing Changes",
 	}},
 	{"streaming", "mastodon-streaming", "streaming", "mastodon-helm-streaming", "mastodon-streaming", []string{
-		"DB_USER Changed Blocks", "MALLOC_ARENA_MAX Added Changes", "SMTP_OPENSSL_VERIFY_MODE Added Changes",
+		"MALLOC_ARENA_MAX Added Changes", "SMTP_OPENSSL_VERIFY_MODE Added Changes",
 	}},
 	{"sidekiq", "mastodon-worker", "worker", "mastodon-helm-sidekiq-worker", "mastodon", []string{
-		"DB_USER Changed Blocks", "MALLOC_ARENA_MAX Added Changes", "OTP_SECRET Missing Blocks",
+		"MALLOC_ARENA_MAX Added Changes", "OTP_SECRET Missing Blocks",
 		"SMTP_OPENSSL_VERIFY_MODE Added Changes",
 	}},
 }
@@ -231,9 +229,6 @@ func TestChangedSecretValueIsDetectedNotShown(t *testing.T) {
 		t.Fatalf("the fixture's DB_PASS is not %q", oldPassword)
 	}
 	rotated.StringData["DB_PASS"] = newPassword
-	// The chart reads DB_USER from the same Secret, under the key the generated values name
-	// after the variable: the old pods had it from the ConfigMap.
-	rotated.StringData["DB_USER"] = "mastodon"
 	vals := generate(t, old)
 	for _, group := range [][]string{{"mastodon", "secrets"}, {"mastodon", "s3"}, {"mastodon", "smtp"}, {"postgresql"}, {"redis"}} {
 		layer := map[string]any{"existingSecret": "mastodon-rotated"}

@@ -184,8 +184,8 @@ func TestEnvParityOnTheProductionFixture(t *testing.T) {
 		len(byClass[v1alpha1.FindingChanges]), byClass[v1alpha1.FindingChanges],
 		len(byClass[v1alpha1.FindingInformational]), byClass[v1alpha1.FindingInformational])
 	for class, want := range map[v1alpha1.FindingClass][]string{
-		// The chart reads DB_USER from Secret mastodon, which has no such key, and drops OTP_SECRET.
-		v1alpha1.FindingBlocks: {"DB_USER", "OTP_SECRET"},
+		// The chart drops OTP_SECRET (the generated secretEnv, which this render leaves out, gives it).
+		v1alpha1.FindingBlocks: {"OTP_SECRET"},
 		// The chart always sets MALLOC_ARENA_MAX and SMTP_OPENSSL_VERIFY_MODE, and gives the SMTP
 		// credentials to Sidekiq only.
 		v1alpha1.FindingChanges: {"MALLOC_ARENA_MAX", "SMTP_LOGIN", "SMTP_OPENSSL_VERIFY_MODE", "SMTP_PASSWORD"},

@@ -36,7 +36,8 @@ type Source struct {
 	// ConfigMaps are those the pods reference (envFrom, configMapKeyRef), by name.
 	ConfigMaps map[string]*corev1.ConfigMap
 	// Secrets are those the pods reference, by name. Of their values only those of the
-	// variables in configInSecret are read.
+	// variables in configInSecret are copied; others are compared where two components read a
+	// variable from different places, never copied.
 	Secrets map[string]*corev1.Secret
 	// Ingress is the name of the old stack's Ingress, which the migration keeps and points at
 	// the release's pods; empty when there is none.
@@ -382,7 +383,7 @@ func (g *generator) sharedEnv(comps []*component) map[string]shared {
 				env[name] = shared{value: v, from: c}
 				continue
 			}
-			if !sameValue(prev.value, v) {
+			if !g.sameValue(prev.value, v) {
 				g.note(Conflict, name, "%s has %s, %s has %s; the chart gives every container one value: that of %s",
 					prev.from, prev.value, c, v, prev.from)
 			}
@@ -391,11 +392,33 @@ func (g *generator) sharedEnv(comps []*component) map[string]shared {
 	return env
 }
 
-func sameValue(a, b envparity.Value) bool {
-	if a.FromSecret != nil || b.FromSecret != nil {
-		return a.FromSecret != nil && b.FromSecret != nil && *a.FromSecret == *b.FromSecret && a.Missing == b.Missing
+// sameValue says whether two components see the same value. A Secret's value is compared with
+// the other side's, never copied: the same user name in a ConfigMap and in a Secret is no
+// conflict.
+func (g *generator) sameValue(a, b envparity.Value) bool {
+	resolve := func(v envparity.Value) (string, bool) {
+		switch {
+		case v.Missing || v.FieldRef != "":
+			return "", false
+		case v.FromSecret != nil:
+			return secretValue(g.src.Secrets[v.FromSecret.Name], v.FromSecret.Key)
+		}
+		return v.Literal, true
 	}
-	return a.Literal == b.Literal && a.FieldRef == b.FieldRef && a.Missing == b.Missing
+	va, knownA := resolve(a)
+	vb, knownB := resolve(b)
+	if knownA || knownB {
+		return knownA && knownB && va == vb
+	}
+	return a.FieldRef == b.FieldRef && a.Missing == b.Missing && ref(a.FromSecret) == ref(b.FromSecret) &&
+		ref(a.FromConfigMap) == ref(b.FromConfigMap)
+}
+
+func ref(r *envparity.Ref) envparity.Ref {
+	if r == nil {
+		return envparity.Ref{}
+	}
+	return *r
 }
 
 // plainVar is a variable the chart takes as a plain value; a value of it also sets each path
