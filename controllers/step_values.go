@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -78,13 +79,28 @@ func (r *MastodonMigrationReconciler) generateValues(ctx context.Context, m *v1a
 	return outcome{state: v1alpha1.StepSucceeded, message: valuesMessage(name, cm.Data[generatedNotesKey])}, nil
 }
 
-// valuesMessage says where the generated values are and repeats their notes.
+// valuesMessage says where the generated values are and what their notes are about, by kind
+// (each line of the notes starts with its kind): the notes themselves stay in the ConfigMap,
+// where a person reads them whole.
 func valuesMessage(configMap, notes string) string {
 	msg := "values generated from the source stack into ConfigMap " + configMap
-	if notes = strings.TrimSpace(notes); notes != "" {
-		msg += "; read before the install: " + strings.ReplaceAll(notes, "\n", "; ")
+	counts := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(notes), "\n") {
+		if kind, _, ok := strings.Cut(line, ":"); ok {
+			counts[kind]++
+		}
 	}
-	return msg
+	if len(counts) == 0 {
+		return msg
+	}
+	var kinds []string
+	total := 0
+	for _, kind := range slices.Sorted(maps.Keys(counts)) {
+		kinds = append(kinds, fmt.Sprintf("%d %s", counts[kind], kind))
+		total += counts[kind]
+	}
+	return fmt.Sprintf("%s; %d notes to read before the install (%s): kubectl get configmap %s -o jsonpath='{.data.%s}'",
+		msg, total, strings.Join(kinds, ", "), configMap, strings.ReplaceAll(generatedNotesKey, ".", "\\."))
 }
 
 // generate derives chart values from the source stack as it runs now. Deterministic, so
