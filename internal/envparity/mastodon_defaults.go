@@ -80,6 +80,9 @@ var mastodonUnset = map[string]unset{
 	"ES_ENABLED": {flag: true, railsOnly: true, source: "config/initializers/chewy.rb"},
 	"ES_HOST":    {value: "localhost", railsOnly: true, source: "config/initializers/chewy.rb"},
 	"ES_PORT":    {value: "9200", railsOnly: true, source: "config/initializers/chewy.rb"},
+	"ES_PRESET":  {value: "single_node_cluster", railsOnly: true, source: "app/lib/admin/system_check/elasticsearch_check.rb (es_preset)"},
+	"ES_USER":    {railsOnly: true, source: "config/initializers/chewy.rb"},
+	"ES_PASS":    {railsOnly: true, source: "config/initializers/chewy.rb"},
 
 	"SINGLE_USER_MODE":     {flag: true, railsOnly: true, source: "config/initializers/single_user_mode.rb"},
 	"CACHE_BUSTER_ENABLED": {flag: true, railsOnly: true, source: "config/cache_buster.yml"},

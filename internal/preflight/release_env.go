@@ -186,7 +186,9 @@ func envFix(name string, p envPart, parts []envPart, comps []*envComponent, char
 		}
 		return fix
 	}
-	if src := p.diff.OldValue.FromSecret; src != nil {
+	// Configuration that sat in a Secret and has a plain chart setting (DB_HOST, S3_BUCKET) is
+	// fixed in the values, not by passing the Secret on.
+	if src := p.diff.OldValue.FromSecret; src != nil && (keyIsSecret || key == "") {
 		var passedTo []string
 		for _, c := range comps {
 			if v, ok := c.newEnv[name]; ok && v.FromSecret != nil && !slices.Contains(passedTo, c.role) {

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 )
@@ -116,6 +117,23 @@ func TestEnvParityClassesAndFixes(t *testing.T) {
 		says: []string{"secret mastodon/SECRET_KEY_BASE (different value) → secret mastodon-rotated/SECRET_KEY_BASE (different value)",
 			"signs sessions", "set mastodon.secrets.existingSecret to mastodon and mastodon.secrets.existingSecretKeys.secretKeyBase to SECRET_KEY_BASE"},
 		not: []string{"rotated-secret-key-base-5e1f"},
+	}, {
+		// As layouts keep it that keep every variable in one Secret: the fix is the chart's setting.
+		name: "configuration held in a Secret, changed by the values",
+		breakIt: func(t *testing.T, s *stack) {
+			secret := &corev1.Secret{}
+			if err := s.c.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: "mastodon"}, secret); err != nil {
+				t.Fatal(err)
+			}
+			secret.StringData = map[string]string{"DB_HOST": "10.20.0.30"}
+			if err := s.c.Update(ctx, secret); err != nil {
+				t.Fatal(err)
+			}
+			s.overrides = setValue("postgresql.hostname", "10.99.0.1")
+		},
+		variable: "DB_HOST", class: v1alpha1.FindingChanges,
+		says: []string{`changed secret mastodon/DB_HOST (different value) → "10.99.0.1"`, "Fix: set postgresql.hostname"},
+		not:  []string{"secretEnv"},
 	}, {
 		name: "a key the chart reads that the Secret lacks",
 		breakIt: func(t *testing.T, s *stack) {
