@@ -171,6 +171,18 @@ func rollBackTo(t *testing.T, ctx context.Context, m *v1alpha1.MastodonMigration
 	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
 }
 
+// stopping lists the findings that stop a migration: Blocks and Changes. Informational ones
+// (the official chart's own harmless differences) are listed beside them.
+func stopping(m *v1alpha1.MastodonMigration) []v1alpha1.Finding {
+	var out []v1alpha1.Finding
+	for _, f := range m.Status.Preflight {
+		if f.Class != v1alpha1.FindingInformational {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // stepStates lists the steps of a migration as Name=State, in order.
 func stepStates(m *v1alpha1.MastodonMigration) []string {
 	var out []string
@@ -257,7 +269,9 @@ func TestBlueGreenMigrationCompletes(t *testing.T) {
 	out, err = kubectl(t, "", "describe", "mastodonmigration", "to-helm", "-n", ns)
 	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
 	g.Expect(out).To(gomega.MatchRegexp(`Name:\s+Preflight`))
-	g.Expect(out).To(gomega.ContainSubstring("every pre-migration check passed"))
+	// The official chart's own differences from the fixture's environment, none of which changes
+	// what Mastodon does, are listed; the migration went on.
+	g.Expect(out).To(gomega.MatchRegexp(`\d+ findings, all informational: the migration goes on`))
 	g.Expect(out).To(gomega.MatchRegexp(`Normal\s+Completed`))
 }
 
@@ -353,9 +367,7 @@ func TestPreflightFindsASourceDeploymentThatDoesNotRollOutAndChangesNothing(t *t
 	if err := h.Client.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, getMigration(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) []v1alpha1.Finding {
-		return m.Status.Preflight
-	}, gomega.ConsistOf(gomega.And(
+	eventually(t, getMigration(ctx, m)).Should(gomega.WithTransform(stopping, gomega.ConsistOf(gomega.And(
 		gomega.HaveField("Check", "SourceDeployments"),
 		gomega.HaveField("Object", "Deployment/mastodon-worker"),
 		gomega.HaveField("Message", gomega.HavePrefix("Deployment mastodon-worker is not available: ")),

@@ -46,7 +46,7 @@ func TestEveryLayoutMigratesAndRollsBack(t *testing.T) {
 			}},
 		{layout: fixture.LayoutGitOps, services: []string{"mastodon-web", "mastodon-streaming", "mastodon-assets", "mastodon-emoji"}},
 	}
-	rows := []string{"| layout | Blocks | Changes | Informational | accepted | BlueGreen to Completed | level 1 restored |", "|---|---|---|---|---|---|---|"}
+	rows := []string{"| layout | Blocks | Changes | Informational (listed) | accepted | BlueGreen to Completed | level 1 restored |", "|---|---|---|---|---|---|---|"}
 	for _, run := range runs {
 		t.Run(run.layout, func(t *testing.T) {
 			rows = append(rows, migrateLayout(t, run))
@@ -81,7 +81,8 @@ func migrateLayout(t *testing.T, run layoutRun) string {
 	first, _ := getMigration(ctx, m)()
 	summary := *first.Status.PreflightSummary
 	t.Logf("first preflight: %s", stepMessage(first, "Preflight"))
-	g.Expect(summary.Omitted).To(gomega.BeZero(), "every finding listed")
+	// The list keeps the 50 most serious: every finding that stops the migration is among them.
+	g.Expect(summary.Blocks + summary.Changes).To(gomega.BeNumerically("<=", len(first.Status.Preflight)))
 
 	// What a user does next: accept the changes and the GitOps owners they have suspended, and
 	// nothing else. Any other Block is a defect of the operator on a real layout.
@@ -102,6 +103,7 @@ func migrateLayout(t *testing.T, run layoutRun) string {
 	if t.Failed() {
 		t.FailNow()
 	}
+	t.Logf("accepting the changes %v and the GitOps owners %v", envChanges, owners)
 	accepted := time.Now()
 	latest, _ := getMigration(ctx, m)()
 	patched := latest.DeepCopy()
@@ -134,8 +136,8 @@ func migrateLayout(t *testing.T, run layoutRun) string {
 			g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, o.GetName(), time.Minute)).To(gomega.Succeed(), o.GetName())
 		}
 	}
-	return fmt.Sprintf("| %s | %d | %d | %d | %d env, %d GitOps owners | %.1f s | %d ms |", run.layout, summary.Blocks, summary.Changes,
-		summary.Informational, len(envChanges), len(owners), completedIn.Seconds(), restoredIn.Milliseconds())
+	return fmt.Sprintf("| %s | %d | %d | %d (%d) | %d env, %d GitOps owners | %.1f s | %d ms |", run.layout, summary.Blocks, summary.Changes,
+		summary.Informational, summary.Informational-summary.Omitted, len(envChanges), len(owners), completedIn.Seconds(), restoredIn.Milliseconds())
 }
 
 // selectsRelease reports whether a Service selects the pods of the release mastodon-helm.

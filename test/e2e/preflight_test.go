@@ -121,27 +121,27 @@ func TestPreflightRuleBrokenOnPurposeIsFoundAndChangesNothing(t *testing.T) {
 		// null removes the generated value: the chart `required`s it.
 		name:  "ReleaseRenders",
 		check: "ReleaseRenders", object: "Release/mastodon-helm",
-		message:   gomega.ContainSubstring("postgresql.hostname is required"),
+		message:   gomega.ContainSubstring("Database hostname must be given"),
 		configure: values(`{"postgresql": {"hostname": null}}`),
 	}, {
 		// The values name the Secret and its key, as a user who wrote them by hand would; then the
 		// key is deleted from the Secret. (With generated values alone the generator, finding no
-		// OTP_SECRET in the old pods' environment, leaves the chart's default key otp-secret, and
-		// the finding names that key.)
+		// VAPID_PRIVATE_KEY in the old pods' environment, leaves the chart's default key
+		// vapid-private-key, and the finding names that key.)
 		name:  "ReleaseReferences",
 		check: "ReleaseReferences", object: "Secret/mastodon",
-		message: gomega.And(gomega.HavePrefix("Secret mastodon has no key OTP_SECRET, which the release's pods need: "),
-			gomega.ContainSubstring("Deployment/mastodon-helm-web container web (env OTP_SECRET)")),
-		configure: values(`{"mastodon": {"secrets": {"existingSecret": "mastodon", "existingSecretKeys": {"otpSecret": "OTP_SECRET"}}}}`),
+		message: gomega.And(gomega.HavePrefix("Secret mastodon has no key VAPID_PRIVATE_KEY, which the release's pods need: "),
+			gomega.ContainSubstring("Deployment/mastodon-helm-web container mastodon-web (env VAPID_PRIVATE_KEY)")),
+		configure: values(`{"mastodon": {"secrets": {"existingSecret": "mastodon", "existingSecretKeys": {"vapidPrivateKey": "VAPID_PRIVATE_KEY"}}}}`),
 		breakIt: func(t *testing.T, ctx context.Context, ns string) {
 			s := &corev1.Secret{}
 			if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon"}, s); err != nil {
 				t.Fatal(err)
 			}
-			if len(s.Data["OTP_SECRET"]) == 0 {
-				t.Fatal("the fixture's Secret mastodon has no OTP_SECRET")
+			if len(s.Data["VAPID_PRIVATE_KEY"]) == 0 {
+				t.Fatal("the fixture's Secret mastodon has no VAPID_PRIVATE_KEY")
 			}
-			delete(s.Data, "OTP_SECRET")
+			delete(s.Data, "VAPID_PRIVATE_KEY")
 			if err := h.Client.Update(ctx, s); err != nil {
 				t.Fatal(err)
 			}
@@ -261,12 +261,15 @@ func TestPreflightRuleBrokenOnPurposeIsFoundAndChangesNothing(t *testing.T) {
 				g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon"}, secret)).To(gomega.Succeed())
 				status, err := kubectl(t, "", "get", "mastodonmigration", m.Name, "-n", ns, "-o", "yaml")
 				g.Expect(err).NotTo(gomega.HaveOccurred(), status)
-				g.Expect(status).To(gomega.ContainSubstring("OTP_SECRET"))
+				g.Expect(status).To(gomega.ContainSubstring("VAPID_PRIVATE_KEY"))
 				described, err := kubectl(t, "", "describe", "mastodonmigration", m.Name, "-n", ns)
 				g.Expect(err).NotTo(gomega.HaveOccurred(), described)
+				// DB_USER is in the Secret and, in plain, in the ConfigMap: not a secret.
+				plain := &corev1.ConfigMap{}
+				g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon-env"}, plain)).To(gomega.Succeed())
 				checked := 0
 				for key, value := range secret.Data {
-					if len(value) < 8 { // SMTP_LOGIN "apikey" is a word that may well be in a message
+					if len(value) < 8 || plain.Data[key] == string(value) { // SMTP_LOGIN "apikey" is a word that may well be in a message
 						continue
 					}
 					checked++
@@ -300,7 +303,7 @@ func TestPreflightRuleBrokenOnPurposeIsFoundAndChangesNothing(t *testing.T) {
 				}
 			}
 			eventually(t, getMigration(ctx, m)).WithTimeout(3 * time.Minute).Should(gomega.And(
-				gomega.HaveField("Status.Preflight", gomega.BeEmpty()),
+				gomega.WithTransform(stopping, gomega.BeEmpty()),
 				gomega.HaveField("Status.Release.GeneratedValues", gomega.Not(gomega.BeEmpty()))))
 			got, _ = getMigration(ctx, m)()
 			g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "PreflightPassed")).To(gomega.BeTrue())
