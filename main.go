@@ -23,11 +23,14 @@ func main() {
 	var (
 		metricsAddr, probeAddr, chartCache string
 		leaderElect                        bool
+		concurrent                         int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (:8443 for HTTPS); 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles at a time.")
 	flag.StringVar(&chartCache, "chart-cache-dir", "", "Directory to keep downloaded charts in (default: none kept).")
+	flag.IntVar(&concurrent, "concurrent", controllers.DefaultConcurrent,
+		"How many migrations, and apart how many rollbacks, are reconciled at once.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -52,7 +55,7 @@ func main() {
 		setupLog.Error(err, "creating the manager")
 		os.Exit(1)
 	}
-	setupOpts := controllers.Options{ChartCacheDir: chartCache}
+	setupOpts := controllers.Options{ChartCacheDir: chartCache, Concurrent: concurrent}
 	if _, err := rest.InClusterConfig(); err == nil {
 		// Inside the cluster the operator reaches Services by DNS, and checks their health.
 		setupOpts.ServiceAddress = controllers.InCluster

@@ -18,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -183,7 +184,7 @@ func started(m *v1alpha1.MastodonMigration, steps []step) bool {
 
 // SetupWithManager watches migrations, the source objects they name (and the EndpointSlices of
 // their Services), and the rollbacks that point at them.
-func (r *MastodonMigrationReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *MastodonMigrationReconciler) SetupWithManager(mgr ctrl.Manager, workers controller.Options) error {
 	if err := indexSourceObjects(context.Background(), mgr); err != nil {
 		return err
 	}
@@ -198,5 +199,6 @@ func (r *MastodonMigrationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// predicate above does not see change: its own changes wake the migration instead.
 		Watches(&v1alpha1.MastodonRollback{}, handler.EnqueueRequestsFromMapFunc(migrationOf)).
 		Named("mastodonmigration").
+		WithOptions(workers).
 		Complete(r)
 }

@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -171,7 +172,7 @@ func (r *MastodonRollbackReconciler) conflicting(ctx context.Context, rb *v1alph
 
 // SetupWithManager watches rollbacks, and migrations so that a rollback waiting for its migration
 // is looked at again when the migration changes.
-func (r *MastodonRollbackReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *MastodonRollbackReconciler) SetupWithManager(mgr ctrl.Manager, workers controller.Options) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.MastodonRollback{}, indexMigrationRef,
 		func(o client.Object) []string { return []string{o.(*v1alpha1.MastodonRollback).Spec.MigrationRef.Name} }); err != nil {
 		return err
@@ -180,6 +181,7 @@ func (r *MastodonRollbackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.MastodonRollback{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.MastodonMigration{}, handler.EnqueueRequestsFromMapFunc(r.rollbacksOf)).
 		Named("mastodonrollback").
+		WithOptions(workers).
 		Complete(r)
 }
 

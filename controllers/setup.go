@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	"github.com/mastodon-operator/mastodon-operator/internal/database"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
@@ -16,6 +17,10 @@ import (
 
 // Options configure the controllers.
 type Options struct {
+	// Concurrent is how many migrations (and, apart, rollbacks) are reconciled at once; 0 is
+	// DefaultConcurrent. A step that waits on Helm holds one worker, so with one worker every
+	// other instance's rollback would wait behind an install.
+	Concurrent int
 	// ChartCacheDir is where downloaded charts are kept; empty keeps none.
 	ChartCacheDir string
 	// CloudSQL are the options of the Cloud SQL Admin API client (tests point it at a local server).
@@ -40,9 +45,16 @@ func ClientOptions() client.Options {
 	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}}}}
 }
 
+// DefaultConcurrent is the number of workers of each controller when Options.Concurrent is 0.
+const DefaultConcurrent = 4
+
 // Setup registers both controllers with a manager. main, the envtest suite and the end-to-end
 // tests all wire the operator through here, so they run the same thing.
 func Setup(mgr ctrl.Manager, opts Options) error {
+	workers := controller.Options{MaxConcurrentReconciles: opts.Concurrent}
+	if workers.MaxConcurrentReconciles <= 0 {
+		workers.MaxConcurrentReconciles = DefaultConcurrent
+	}
 	var charts chartSource
 	if opts.ChartCacheDir != "" {
 		charts = append(charts, helm.WithCacheDir(opts.ChartCacheDir))
@@ -58,13 +70,13 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		CloudSQL: func(ctx context.Context) (*database.CloudSQL, error) {
 			return database.NewCloudSQL(ctx, opts.CloudSQL...)
 		},
-	}).SetupWithManager(mgr); err != nil {
+	}).SetupWithManager(mgr, workers); err != nil {
 		return err
 	}
 	return (&MastodonRollbackReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("mastodon-operator"),
-	}).SetupWithManager(mgr)
+	}).SetupWithManager(mgr, workers)
 }
 
 // chartSource loads charts through the Helm SDK with the operator's options.
