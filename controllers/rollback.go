@@ -46,6 +46,11 @@ const (
 // `kubectl wait --timeout=60s`.
 const sourceReadyTimeout = 60 * time.Second
 
+// rollbackCommand is the command on-call runs to roll the migration back at level 1.
+func rollbackCommand(m *v1alpha1.MastodonMigration) string {
+	return fmt.Sprintf(`kubectl -n %s patch mastodonmigration %s --type merge -p '{"spec":{"rollbackLevel":1}}'`, m.Namespace, m.Name)
+}
+
 // changedCluster reports whether a step that changes the stack has started: the maintenance
 // page, the install, the traffic switch or the clean-up. Preflight, values and the snapshot change nothing it runs on.
 func changedCluster(m *v1alpha1.MastodonMigration) bool {
@@ -140,9 +145,7 @@ func (r *MastodonMigrationReconciler) rolledBack(m *v1alpha1.MastodonMigration, 
 		// the rollback, not in the runs of the next measurements.
 		a.Breaches, a.UnhealthySince = nil, nil
 	}
-	m.Status.Phase = v1alpha1.PhaseRolledBack
-	setProgress(&m.Status.Conditions, m.Generation, progressIdle, ReasonRolledBack, msg)
-	m.Status.ObservedGeneration = m.Generation
+	markRolledBack(m, msg)
 	r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, ReasonRolledBack, "Rollback", "%s", msg)
 	return ctrl.Result{RequeueAfter: recordFirst}, nil
 }
