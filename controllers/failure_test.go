@@ -14,6 +14,7 @@ import (
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
 )
 
 // resumeFrom creates m paused, writes the status the operator would have written up to some
@@ -168,4 +169,34 @@ func TestAnObserveThatAskedForARollbackHoldsWithoutAutomaticRollback(t *testing.
 		gomega.WithTransform(func(m *v1alpha1.MastodonMigration) v1alpha1.StepState { return stepOf(m, "Finish").State },
 			gomega.Or(gomega.BeEmpty(), gomega.Equal(v1alpha1.StepPending))),
 	))
+}
+
+// A rollback waits for the old pods as long as spec.rollback.sourceReadyTimeout says, not the
+// runbook's fixed 60s.
+func TestARollbackWaitsForTheOldPodsAsLongAsTheSpecSays(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, ctx)
+	// Never ready: envtest runs no Deployment controller.
+	createAll(t, ctx, deployment(ns, "mastodon-web"), deployment(ns, "mastodon-streaming"), deployment(ns, "mastodon-worker"))
+	m := migration(ns, "to-helm")
+	m.Spec.Rollback.SourceReadyTimeout = &metav1.Duration{Duration: 2 * time.Second}
+	resumeFrom(t, ctx, m, func(m *v1alpha1.MastodonMigration) {
+		var refs []snapshot.Ref
+		for _, n := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
+			refs = append(refs, snapshot.Ref{APIVersion: "apps/v1", Kind: "Deployment", Name: n})
+		}
+		if _, err := snapshot.Take(ctx, k8sClient, ns, m.Name+"-snapshot-"+string(m.UID)[:8], nil, refs); err != nil {
+			t.Fatal(err)
+		}
+		m.Status.Steps = succeeded("Preflight", "GenerateValues", "Snapshot", "DatabaseBackup", "Install")
+	}, func(m *v1alpha1.MastodonMigration) { m.Spec.RollbackLevel = 1 })
+
+	start := time.Now()
+	eventually(t, get(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) v1alpha1.StepStatus {
+		return stepOf(m, "RollbackSource")
+	}, gomega.And(gomega.HaveField("State", v1alpha1.StepFailed),
+		gomega.HaveField("Message", gomega.HavePrefix("the old pods are not ready after 2s (spec.rollback.sourceReadyTimeout): ")))))
+	if waited := time.Since(start); waited > 20*time.Second {
+		t.Errorf("the rollback gave up on the old pods after %s, want about 2s", waited)
+	}
 }
