@@ -2,12 +2,14 @@ package controllers_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -198,5 +200,46 @@ func TestARollbackWaitsForTheOldPodsAsLongAsTheSpecSays(t *testing.T) {
 		gomega.HaveField("Message", gomega.HavePrefix("the old pods are not ready after 2s (spec.rollback.sourceReadyTimeout): ")))))
 	if waited := time.Since(start); waited > 20*time.Second {
 		t.Errorf("the rollback gave up on the old pods after %s, want about 2s", waited)
+	}
+}
+
+// A corrupted record of the traffic switch in status fails the level 1 rollback with an error
+// in status and an Event, never a panic of the operator.
+func TestACorruptedTrafficRecordFailsTheRollbackInStatus(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, ctx)
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mastodon-web"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app.kubernetes.io/instance": "mastodon-helm"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	createAll(t, ctx, svc)
+	m := migration(ns, "to-helm")
+	resumeFrom(t, ctx, m, func(m *v1alpha1.MastodonMigration) {
+		m.Status.Steps = succeeded("Preflight", "GenerateValues", "Snapshot", "DatabaseBackup", "Install", "Verify",
+			"Baseline", "ShiftTraffic", "RollbackSource")
+		now := metav1.Now()
+		m.Status.Traffic = &v1alpha1.TrafficStatus{Target: v1alpha1.TrafficToRelease, Method: v1alpha1.TrafficMethod("ServiceSelector"),
+			SwitchedAt: &now, Changes: []v1alpha1.TrafficChange{{Kind: "Service", Name: "mastodon-web", Path: "/spec/selector",
+				Component: "web", Before: `{"app":"mastodon-web"}`, After: `{"app.kubernetes.io/instance":"mastodon-he`}}}
+	}, func(m *v1alpha1.MastodonMigration) { m.Spec.RollbackLevel = 1 })
+
+	const corrupted = "moving the traffic back: the recorded change of Service/mastodon-web /spec/selector is corrupted"
+	eventually(t, get(ctx, m)).Should(gomega.And(
+		gomega.WithTransform(func(m *v1alpha1.MastodonMigration) string { return stepOf(m, "RollbackTraffic").Message },
+			gomega.HavePrefix(corrupted)),
+		// What kubectl describe shows first: the conditions say it too.
+		gomega.WithTransform(func(m *v1alpha1.MastodonMigration) *metav1.Condition {
+			return meta.FindStatusCondition(m.Status.Conditions, "Ready")
+		}, gomega.And(gomega.HaveField("Reason", "RollbackTrafficFailed"), gomega.HaveField("Message", gomega.HavePrefix(corrupted)))),
+	))
+	eventually(t, eventsFor(ctx, "MastodonMigration", m)).Should(gomega.ContainElement(gomega.And(
+		gomega.HaveField("Type", corev1.EventTypeWarning), gomega.HaveField("Reason", "RollbackTrafficFailed"),
+		gomega.HaveField("Note", gomega.HavePrefix(corrupted)))))
+	// The Service is left as it was.
+	got := &corev1.Service{}
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(got.Spec.Selector["app.kubernetes.io/instance"], "mastodon-helm") {
+		t.Errorf("Service selects %v, want it untouched", got.Spec.Selector)
 	}
 }
