@@ -96,13 +96,10 @@ func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.M
 		return result, err
 	}
 	if m.Status.Phase != v1alpha1.PhaseCompleted {
-		m.Status.Phase = v1alpha1.PhaseCompleted
 		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, ReasonCompleted, "Migrate",
 			"release %s serves the traffic; the old stack is kept in snapshot %s", m.Spec.Release.Name, snapshotName(m))
 	}
-	setProgress(&m.Status.Conditions, m.Generation, progressReady, ReasonCompleted,
-		fmt.Sprintf("migrated to release %s", m.Spec.Release.Name))
-	m.Status.ObservedGeneration = m.Generation
+	markCompleted(m, fmt.Sprintf("migrated to release %s", m.Spec.Release.Name))
 	return ctrl.Result{}, nil
 }
 
@@ -119,10 +116,14 @@ func (r *MastodonMigrationReconciler) runSteps(ctx context.Context, m *v1alpha1.
 		if rec.State == v1alpha1.StepSucceeded && !(s.rerunOnSpecChange && rec.Generation != m.Generation && !started(m, steps[i+1:])) {
 			continue
 		}
+		if rec.State == v1alpha1.StepFailed && s.failureStands && rec.Generation == m.Generation {
+			// A later look must not undo the failure (the pods of a Verify that timed out turning
+			// ready): only a person moves the migration on, by a rollback or a spec change.
+			markFailed(m, s.name+"Failed", rec.Message)
+			return ctrl.Result{}, false, nil
+		}
 		if m.Spec.Paused {
-			msg := fmt.Sprintf("paused before step %s: set spec.paused to false to go on", s.name)
-			setProgress(&m.Status.Conditions, m.Generation, progressIdle, ReasonPaused, msg)
-			m.Status.ObservedGeneration = m.Generation
+			markPaused(m, fmt.Sprintf("paused before step %s: set spec.paused to false to go on", s.name))
 			return ctrl.Result{}, false, nil
 		}
 		if rec.State != v1alpha1.StepRunning && rec.State != v1alpha1.StepFailed || rec.Generation != m.Generation {
@@ -157,6 +158,10 @@ func (r *MastodonMigrationReconciler) runSteps(ctx context.Context, m *v1alpha1.
 			if rb := m.Status.Rollback; rb != nil && rb.FinishedAt == nil {
 				// The failure started a rollback: the operator acts on, no person is needed.
 				setProgress(&m.Status.Conditions, m.Generation, progressReconciling, s.name+"Failed", out.message)
+				break
+			}
+			if s.failureStands {
+				markFailed(m, s.name+"Failed", out.message)
 				break
 			}
 			setProgress(&m.Status.Conditions, m.Generation, progressStalled, s.name+"Failed", out.message)

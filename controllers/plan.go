@@ -16,6 +16,10 @@ type step struct {
 	// rerunOnSpecChange runs a succeeded step again when the spec changes before the next
 	// step has started; only steps that change nothing may set it.
 	rerunOnSpecChange bool
+	// failureStands makes a Failed outcome the end of the migration for its generation (phase
+	// Failed): the step is not run again until the spec changes. Other failed steps look again
+	// on every reconcile (a preflight finding fixed).
+	failureStands bool
 }
 
 // outcome is how a step ended this time round.
@@ -58,10 +62,14 @@ func (r *MastodonMigrationReconciler) plan(m *v1alpha1.MastodonMigration) []step
 	snapshot := step{name: StepSnapshot, phase: v1alpha1.PhaseBackingUp, run: r.snapshot}
 	backup := step{name: StepDatabaseBackup, phase: v1alpha1.PhaseBackingUp, run: r.databaseBackup}
 	install := step{name: StepInstall, phase: v1alpha1.PhaseInstalling, run: r.install}
-	verify := step{name: StepVerify, phase: v1alpha1.PhaseVerifying, run: r.verify}
+	// A Verify that timed out stays failed when the pods turn ready later: a release that needed
+	// more than its timeout is for a person to judge before it takes the traffic.
+	verify := step{name: StepVerify, phase: v1alpha1.PhaseVerifying, run: r.verify, failureStands: true}
 	baseline := step{name: StepBaseline, phase: v1alpha1.PhaseVerifying, run: r.baseline}
 	shift := step{name: StepShiftTraffic, phase: v1alpha1.PhaseShiftingTraffic, run: r.shiftTraffic}
-	observe := step{name: StepObserve, phase: v1alpha1.PhaseObserving, run: r.observe}
+	// An Observe that told on-call to roll back (spec.rollback.automatic false) holds there: a
+	// later pass must not finish the migration and stop the old stack under them.
+	observe := step{name: StepObserve, phase: v1alpha1.PhaseObserving, run: r.observe, failureStands: true}
 	finish := step{name: StepFinish, phase: v1alpha1.PhaseObserving, run: r.finish}
 	switch m.Spec.Strategy {
 	case v1alpha1.StrategyInPlace:

@@ -42,9 +42,16 @@ const (
 	StepRollbackMaintenance = "RollbackRemoveMaintenancePage"
 )
 
-// sourceReadyTimeout is how long a rollback waits for the old pods, as the runbook's
-// `kubectl wait --timeout=60s`.
-const sourceReadyTimeout = 60 * time.Second
+// sourceReadyTimeout is how long a rollback waits for the old pods: spec.rollback.sourceReadyTimeout,
+// by default the runbook's `kubectl wait --timeout=60s`.
+func sourceReadyTimeout(m *v1alpha1.MastodonMigration) time.Duration {
+	return durationOr(m.Spec.Rollback.SourceReadyTimeout, 60*time.Second)
+}
+
+// rollbackCommand is the command on-call runs to roll the migration back at level 1.
+func rollbackCommand(m *v1alpha1.MastodonMigration) string {
+	return fmt.Sprintf(`kubectl -n %s patch mastodonmigration %s --type merge -p '{"spec":{"rollbackLevel":1}}'`, m.Namespace, m.Name)
+}
 
 // changedCluster reports whether a step that changes the stack has started: the maintenance
 // page, the install, the traffic switch or the clean-up. Preflight, values and the snapshot change nothing it runs on.
@@ -140,9 +147,7 @@ func (r *MastodonMigrationReconciler) rolledBack(m *v1alpha1.MastodonMigration, 
 		// the rollback, not in the runs of the next measurements.
 		a.Breaches, a.UnhealthySince = nil, nil
 	}
-	m.Status.Phase = v1alpha1.PhaseRolledBack
-	setProgress(&m.Status.Conditions, m.Generation, progressIdle, ReasonRolledBack, msg)
-	m.Status.ObservedGeneration = m.Generation
+	markRolledBack(m, msg)
 	r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, ReasonRolledBack, "Rollback", "%s", msg)
 	return ctrl.Result{RequeueAfter: recordFirst}, nil
 }
@@ -269,12 +274,13 @@ func (r *MastodonMigrationReconciler) rollbackSource(ctx context.Context, m *v1a
 		}
 	}
 	if len(waiting) > 0 {
-		if started := stepStartedAt(m, StepRollbackSource); started != nil && time.Since(started.Time) > sourceReadyTimeout {
-			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("the old pods are not ready after %s: %s",
-				sourceReadyTimeout, strings.Join(waiting, "; "))}, nil
+		timeout := sourceReadyTimeout(m)
+		if started := stepStartedAt(m, StepRollbackSource); started != nil && time.Since(started.Time) > timeout {
+			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("the old pods are not ready after %s (spec.rollback.sourceReadyTimeout): %s",
+				timeout, strings.Join(waiting, "; "))}, nil
 		}
 		return outcome{state: v1alpha1.StepRunning, message: "waiting for the old pods: " + strings.Join(waiting, "; "),
-			requeueAfter: sourceReadyTimeout}, nil
+			requeueAfter: timeout}, nil
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d old Deployments back at their snapshot replicas and ready", len(stored))}, nil
 }
@@ -333,7 +339,7 @@ func (r *MastodonMigrationReconciler) rollbackRestore(ctx context.Context, m *v1
 			return outcome{}, err
 		}
 		if len(waiting) > 0 {
-			return outcome{state: v1alpha1.StepRunning, message: strings.Join(waiting, "; "), requeueAfter: sourceReadyTimeout}, nil
+			return outcome{state: v1alpha1.StepRunning, message: strings.Join(waiting, "; "), requeueAfter: sourceReadyTimeout(m)}, nil
 		}
 		// The old Deployments go back under their own names with the snapshot below.
 		m.Status.Adoption = nil
@@ -362,7 +368,7 @@ func (r *MastodonMigrationReconciler) rollbackRestore(ctx context.Context, m *v1
 	}
 	if len(waiting) > 0 {
 		return outcome{state: v1alpha1.StepRunning, message: "restored; waiting for " + strings.Join(waiting, "; "),
-			requeueAfter: sourceReadyTimeout}, nil
+			requeueAfter: sourceReadyTimeout(m)}, nil
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("snapshot %s restored: %d of %d objects changed back",
 		snapshotName(m), changed, len(outcomes))}, nil

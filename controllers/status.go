@@ -56,22 +56,57 @@ func setCondition(conds *[]metav1.Condition, generation int64, typ string, statu
 }
 
 // setProgress sets the three standard conditions at once, so they never contradict each other:
-// reconciling (working towards the spec), stalled (waiting on a person), or ready.
+// reconciling (working towards the spec), stalled (waiting on a person), ready, or paused.
 func setProgress(conds *[]metav1.Condition, generation int64, state progress, reason, message string) {
 	setCondition(conds, generation, ConditionReady, state == progressReady, reason, message)
 	setCondition(conds, generation, ConditionReconciling, state == progressReconciling, reason, message)
 	setCondition(conds, generation, ConditionStalled, state == progressStalled, reason, message)
 }
 
+// progress is what kstatus (and so Flux, Argo CD, kubectl wait) reads off the three conditions:
+// Reconciling=True is InProgress, Stalled=True is Failed, Ready=True is Current.
 type progress int
 
 const (
 	progressReconciling progress = iota
 	progressStalled
 	progressReady
-	// progressIdle is neither ready nor working nor stuck: paused, or rolled back.
-	progressIdle
+	// progressPaused is neither ready nor working nor stuck: Ready=False alone, which kstatus
+	// reads as InProgress. A paused migration has not reached its goal, and nothing failed:
+	// Current would tell a GitOps tool the migration is done.
+	progressPaused
 )
+
+// The ends of a migration, phase and conditions together, so that each reads as what it is.
+
+// markCompleted: the release serves the traffic; kstatus reads Current.
+func markCompleted(m *v1alpha1.MastodonMigration, message string) {
+	m.Status.Phase = v1alpha1.PhaseCompleted
+	setProgress(&m.Status.Conditions, m.Generation, progressReady, ReasonCompleted, message)
+	m.Status.ObservedGeneration = m.Generation
+}
+
+// markRolledBack: the old stack serves the traffic again. The migration asked for did not
+// happen, and this one never goes on: Stalled, which kstatus reads as Failed.
+func markRolledBack(m *v1alpha1.MastodonMigration, message string) {
+	m.Status.Phase = v1alpha1.PhaseRolledBack
+	setProgress(&m.Status.Conditions, m.Generation, progressStalled, ReasonRolledBack, message)
+	m.Status.ObservedGeneration = m.Generation
+}
+
+// markFailed: a step failed in a way only a person can settle, and the migration does not go on
+// for this generation; message says what to do. kstatus reads Failed.
+func markFailed(m *v1alpha1.MastodonMigration, reason, message string) {
+	m.Status.Phase = v1alpha1.PhaseFailed
+	setProgress(&m.Status.Conditions, m.Generation, progressStalled, reason, message)
+	m.Status.ObservedGeneration = m.Generation
+}
+
+// markPaused: spec.paused holds the migration before a step; kstatus reads InProgress.
+func markPaused(m *v1alpha1.MastodonMigration, message string) {
+	setProgress(&m.Status.Conditions, m.Generation, progressPaused, ReasonPaused, message)
+	m.Status.ObservedGeneration = m.Generation
+}
 
 // stepRecord returns the record of a step, adding a Pending one when the step has none yet.
 func stepRecord(steps *[]v1alpha1.StepStatus, name string) *v1alpha1.StepStatus {
@@ -85,9 +120,10 @@ func stepRecord(steps *[]v1alpha1.StepStatus, name string) *v1alpha1.StepStatus 
 }
 
 // start marks a step Running against a generation; StartedAt keeps the first start, so a resumed
-// step still shows how long it has taken in all.
+// step still shows how long it has taken in all. A step that ended is started afresh: a failed
+// one tried again after a spec change has its whole time-out again.
 func start(rec *v1alpha1.StepStatus, generation int64, now metav1.MicroTime) {
-	if rec.StartedAt == nil || rec.State == v1alpha1.StepSucceeded {
+	if rec.StartedAt == nil || rec.State == v1alpha1.StepSucceeded || rec.State == v1alpha1.StepFailed {
 		rec.StartedAt = &now
 	}
 	rec.State = v1alpha1.StepRunning

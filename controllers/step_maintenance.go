@@ -88,7 +88,7 @@ func (r *MastodonMigrationReconciler) stopSource(ctx context.Context, m *v1alpha
 	}
 	if len(waiting) > 0 {
 		return outcome{state: v1alpha1.StepRunning, message: "waiting for the old pods to stop: " + strings.Join(waiting, "; "),
-			requeueAfter: sourceReadyTimeout}, nil
+			requeueAfter: sourceReadyTimeout(m)}, nil
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d old Deployments scaled to 0; their pods are gone",
 		len(src.all()))}, nil

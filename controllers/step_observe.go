@@ -87,7 +87,10 @@ func (r *MastodonMigrationReconciler) observe(ctx context.Context, m *v1alpha1.M
 	}
 	if judged.acting != "" {
 		if !automaticRollback(m) {
-			return outcome{state: v1alpha1.StepFailed, message: judged.acting + ": set spec.rollbackLevel to 1 to move the traffic back"}, nil
+			// Held until a person acts: a later pass must not finish the migration (Finish stops
+			// the old stack) after on-call was told to roll back.
+			return outcome{state: v1alpha1.StepFailed, message: judged.acting +
+				": the migration holds here, as spec.rollback.automatic is false: move the traffic back with `" + rollbackCommand(m) + "`"}, nil
 		}
 		// Level 1 is the rollback the runbook takes at once: the old stack still runs until the
 		// window ends, so only the traffic moves.

@@ -31,14 +31,14 @@ func (r *MastodonMigrationReconciler) verify(ctx context.Context, m *v1alpha1.Ma
 		if deployments[want] == nil {
 			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf(
 				"release %s has no %s Deployment (label %s=%s, %s=%s)", m.Spec.Release.Name, want,
-				labelChartInstance, m.Spec.Release.Name, labelChartPart, want)}, nil
+				labelChartInstance, m.Spec.Release.Name, labelChartPart, want) + verifyStops(m)}, nil
 		}
 	}
 	waiting := notRolledOut(deployments)
 	if len(waiting) > 0 {
 		msg := "waiting for " + strings.Join(waiting, "; ")
 		if started := stepStartedAt(m, StepVerify); started != nil && time.Since(started.Time) > releaseTimeout(m) {
-			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("not ready within %s: %s", releaseTimeout(m), msg)}, nil
+			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("not ready within %s: %s", releaseTimeout(m), msg) + verifyStops(m)}, nil
 		}
 		return outcome{state: v1alpha1.StepRunning, message: msg, requeueAfter: releaseTimeout(m)}, nil
 	}
@@ -51,11 +51,18 @@ func (r *MastodonMigrationReconciler) verify(ctx context.Context, m *v1alpha1.Ma
 	if err != nil {
 		msg := ready + "; " + err.Error()
 		if started := stepStartedAt(m, StepVerify); started != nil && time.Since(started.Time) > healthAttempts*healthRetry {
-			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("%s, still after %s", msg, healthAttempts*healthRetry)}, nil
+			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("%s, still after %s", msg, healthAttempts*healthRetry) + verifyStops(m)}, nil
 		}
 		return outcome{state: v1alpha1.StepRunning, message: msg, requeueAfter: healthRetry}, nil
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: ready + "; healthy: " + strings.Join(checked, ", ")}, nil
+}
+
+// verifyStops ends the message of a failed Verify with what on-call can do: the migration does
+// not go on by itself, even if the release turns healthy later.
+func verifyStops(m *v1alpha1.MastodonMigration) string {
+	return "; the migration stops here: roll back with `" + rollbackCommand(m) +
+		"`, or fix the release and change the spec (for instance raise spec.release.timeout) to verify again"
 }
 
 // The runbook checks the health endpoints 30 times, 10 s apart.

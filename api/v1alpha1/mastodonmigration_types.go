@@ -549,7 +549,8 @@ type Fraction string
 
 // RollbackSpec says what the operator may undo by itself.
 type RollbackSpec struct {
-	// Automatic lets the analysis verdict start a rollback.
+	// Automatic lets the analysis verdict start a rollback. When false, a verdict that calls for
+	// one stops the migration (phase Failed) with the command that rolls back, until a person acts.
 	// +kubebuilder:default=true
 	// +optional
 	Automatic *bool `json:"automatic,omitempty"`

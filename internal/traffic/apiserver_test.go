@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -410,6 +411,41 @@ func TestApplyLeavesAFieldChangedSinceThePlan(t *testing.T) {
 	}
 	if got := k.service(t, "mastodon-emoji").Spec.Selector; !maps.Equal(got, emoji.Spec.Selector) {
 		t.Errorf("mastodon-emoji selects %v, the edit was overwritten", got)
+	}
+}
+
+// A record of the switch read back from status may be corrupted (edited by hand, cut): undoing
+// it must say so and write nothing, on no object, rather than panic the operator.
+func TestApplyOfACorruptedRecordIsAnErrorAndWritesNothing(t *testing.T) {
+	ctx := t.Context()
+	k := newCluster(t, "corrupted")
+	stack, to := k.live(t)
+	changes, _ := ServiceSelector{}.Plan(stack, to)
+	if err := Apply(ctx, k.c, k.ns, changes, fieldOwner); err != nil {
+		t.Fatal(err)
+	}
+	switched := map[string]map[string]string{}
+	for _, c := range changes {
+		switched[c.Name] = k.service(t, c.Name).Spec.Selector
+	}
+	// The last change's recorded Before, the first field the rollback would restore, is cut.
+	corrupted := slices.Clone(changes)
+	last := &corrupted[len(corrupted)-1]
+	last.Before = last.Before[:len(last.Before)-1]
+	for _, back := range [][]Change{Reverse(corrupted), corrupted} {
+		err := Apply(ctx, k.c, k.ns, back, fieldOwner)
+		if err == nil || !strings.Contains(err.Error(), "Service/"+last.Name+" /spec/selector is corrupted") {
+			t.Fatalf("Apply of a corrupted record = %v, want an error naming the change", err)
+		}
+		t.Log(err)
+	}
+	if _, err := Original(stack, corrupted); err == nil {
+		t.Error("Original of a corrupted record succeeded")
+	}
+	for name, want := range switched {
+		if got := k.service(t, name).Spec.Selector; !maps.Equal(got, want) {
+			t.Errorf("Service %s selects %v after the failed Apply, want %v as the switch left it", name, got, want)
+		}
 	}
 }
 

@@ -50,7 +50,13 @@ type jsonPatchOp struct {
 // overwritten. A field already at its After is skipped, so Apply may run again after an
 // interruption and changes nothing the second time. A field at neither is a *ConflictError, and
 // nothing more is written from there on.
+//
+// A change whose Before or After is not JSON (a corrupted record in status) is an error before
+// anything is written.
 func Apply(ctx context.Context, c client.Client, namespace string, changes []Change, fieldOwner string) error {
+	if err := checkJSON(changes); err != nil {
+		return err
+	}
 	type object struct{ kind, name string }
 	var order []object
 	byObject := map[object][]Change{}
@@ -96,22 +102,25 @@ func applyObject(ctx context.Context, c client.Client, namespace, kind, name str
 		case !sameJSON(liveJSON, ch.Before):
 			return &ConflictError{Change: ch, Live: liveJSON}
 		}
+		// checkJSON has made sure both decode.
+		before, _ := decode(ch.Before)
+		after, _ := decode(ch.After)
 		if ch.Before == "" {
 			guardVersion = true
 		} else {
-			ops = append(ops, jsonPatchOp{Op: "test", Path: ch.Path, Value: decode(ch.Before)})
+			ops = append(ops, jsonPatchOp{Op: "test", Path: ch.Path, Value: before})
 		}
 		switch parent, last := splitPointer(ch.Path); {
 		case ch.After == "":
 			ops = append(ops, jsonPatchOp{Op: "remove", Path: ch.Path})
 		case ch.Before != "":
-			ops = append(ops, jsonPatchOp{Op: "replace", Path: ch.Path, Value: decode(ch.After)})
+			ops = append(ops, jsonPatchOp{Op: "replace", Path: ch.Path, Value: after})
 		case exists(doc, parent):
-			ops = append(ops, jsonPatchOp{Op: "add", Path: ch.Path, Value: decode(ch.After)})
+			ops = append(ops, jsonPatchOp{Op: "add", Path: ch.Path, Value: after})
 		default:
 			// JSON patch adds no missing parents: add the parent holding the field (a Service
 			// without annotations getting its first one).
-			ops = append(ops, jsonPatchOp{Op: "add", Path: parent, Value: map[string]any{last: decode(ch.After)}})
+			ops = append(ops, jsonPatchOp{Op: "add", Path: parent, Value: map[string]any{last: after}})
 		}
 		if err := set(doc, ch.Path, ch.After); err != nil {
 			return err
@@ -144,6 +153,9 @@ func applyObject(ctx context.Context, c client.Client, namespace, kind, name str
 // maintenance page are found again this way (SourceServices of Original's Services), since their
 // live selectors no longer pick the source pods.
 func Original(s Stack, applied []Change) (Stack, error) {
+	if err := checkJSON(applied); err != nil {
+		return Stack{}, err
+	}
 	var err error
 	out := s
 	undoAll := func(in []corev1.Service) []corev1.Service {
@@ -202,20 +214,45 @@ func mustJSON(v any) string {
 	return string(data)
 }
 
-func decode(s string) any {
+// decode decodes a field's JSON; "" (absent) is nil.
+func decode(s string) (any, error) {
+	if s == "" {
+		return nil, nil
+	}
 	var v any
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
-		panic(fmt.Sprintf("traffic: a change holds invalid JSON %q: %v", s, err))
+		return nil, err
 	}
-	return v
+	return v, nil
 }
 
-// sameJSON compares two JSON texts by value; "" (absent) equals only "".
+// checkJSON returns an error naming the first change whose Before or After is not JSON. A change
+// comes back from status, where anything may have written it; the value is not quoted, as status
+// is not the place to echo whatever a field held.
+func checkJSON(changes []Change) error {
+	for _, ch := range changes {
+		for _, v := range []struct{ what, json string }{{"before", ch.Before}, {"after", ch.After}} {
+			if _, err := decode(v.json); err != nil {
+				return fmt.Errorf("the recorded change of %s %s is corrupted: its value %s the change is not JSON (%v); nothing was written",
+					ch.Object(), ch.Path, v.what, err)
+			}
+		}
+	}
+	return nil
+}
+
+// sameJSON compares two JSON texts by value; "" (absent) equals only "", and a text that is not
+// JSON only itself.
 func sameJSON(a, b string) bool {
 	if a == "" || b == "" {
 		return a == b
 	}
-	return reflect.DeepEqual(decode(a), decode(b))
+	va, errA := decode(a)
+	vb, errB := decode(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	return reflect.DeepEqual(va, vb)
 }
 
 func escapePointer(s string) string {
@@ -283,9 +320,13 @@ func set(doc any, ptr, value string) error {
 			if last {
 				if value == "" {
 					delete(v, t)
-				} else {
-					v[t] = decode(value)
+					return nil
 				}
+				decoded, err := decode(value)
+				if err != nil {
+					return fmt.Errorf("%s: %w", ptr, err)
+				}
+				v[t] = decoded
 				return nil
 			}
 			next, ok := v[t]
@@ -306,7 +347,11 @@ func set(doc any, ptr, value string) error {
 				if value == "" {
 					return fmt.Errorf("%s: removing a list element is not a traffic change", ptr)
 				}
-				v[n] = decode(value)
+				decoded, err := decode(value)
+				if err != nil {
+					return fmt.Errorf("%s: %w", ptr, err)
+				}
+				v[n] = decoded
 				return nil
 			}
 			cur = v[n]

@@ -9,7 +9,10 @@ import (
 )
 
 func TestPointers(t *testing.T) {
-	doc := decode(`{"metadata":{"annotations":{"cloud.google.com/neg":"x","a~b":"y"}},"spec":{"rules":[{"host":"h"}]}}`)
+	doc, err := decode(`{"metadata":{"annotations":{"cloud.google.com/neg":"x","a~b":"y"}},"spec":{"rules":[{"host":"h"}]}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for ptr, want := range map[string]string{
 		annotationPath("cloud.google.com/neg"): `"x"`,
 		annotationPath("a~b"):                  `"y"`,
