@@ -8,7 +8,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
@@ -26,16 +25,7 @@ func TestReleaseRulesOnTheOneSecretLayout(t *testing.T) {
 	ctx := context.Background()
 	c := apiServer(t)
 	const ns = "preflight-one-secret"
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	objs, err := fixture.Layout(fixture.LayoutOneSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fixture.Apply(ctx, c, ns, objs); err != nil {
-		t.Fatal(err)
-	}
+	applyLayout(t, c, ns, fixture.LayoutOneSecret)
 	src := values.Source{Secrets: map[string]*corev1.Secret{}, Ingress: "mastodon"}
 	get := func(name string) *appsv1.Deployment {
 		d := &appsv1.Deployment{}
@@ -58,19 +48,9 @@ func TestReleaseRulesOnTheOneSecretLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &v1alpha1.MastodonMigration{
-		ObjectMeta: metav1.ObjectMeta{Name: "migrate", Namespace: ns},
-		Spec: v1alpha1.MastodonMigrationSpec{
-			Source: v1alpha1.SourceSpec{
-				Web:       v1alpha1.ComponentRef{Deployment: "mastodon-web"},
-				Streaming: v1alpha1.ComponentRef{Deployment: "mastodon-streaming"},
-				Sidekiq:   []v1alpha1.ComponentRef{{Deployment: "mastodon-sidekiq"}},
-				Ingress:   "mastodon",
-			},
-			Release: v1alpha1.ReleaseSpec{Name: "mastodon-helm", GenerateValues: true,
-				Chart: v1alpha1.ChartRef{Repository: "oci://example.invalid/charts", Name: "mastodon"}},
-		},
-	}
+	m := testMigration(ns, "mastodon-sidekiq")
+	m.Spec.Source.Ingress = "mastodon"
+	m.Spec.Release.GenerateValues = true
 	in := Input{Client: c, Writer: c, Migration: m, Charts: dirChart{chrt},
 		Values:    func(context.Context) (map[string]any, error) { return gen.Values, nil },
 		SecretEnv: func(context.Context) ([]v1alpha1.SecretEnvVar, error) { return gen.SecretEnv, nil }}

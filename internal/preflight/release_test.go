@@ -106,16 +106,7 @@ func newStack(t *testing.T, editSecret func(*corev1.Secret)) *stack {
 	nsCount.n++
 	ns := fmt.Sprintf("preflight-%d", nsCount.n)
 	nsCount.Unlock()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	objs, err := fixture.Objects()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fixture.Apply(ctx, c, ns, objs); err != nil {
-		t.Fatal(err)
-	}
+	applyLayout(t, c, ns, fixture.LayoutProduction)
 	if editSecret != nil {
 		var secret corev1.Secret
 		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon"}, &secret); err != nil {
@@ -128,6 +119,7 @@ func newStack(t *testing.T, editSecret func(*corev1.Secret)) *stack {
 	}
 	s := &stack{c: c, ns: ns}
 	s.source = readSource(t, c, ns)
+	var err error
 	if s.values, err = values.Generate(s.source); err != nil {
 		t.Fatal(err)
 	}
@@ -135,18 +127,7 @@ func newStack(t *testing.T, editSecret func(*corev1.Secret)) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &v1alpha1.MastodonMigration{
-		ObjectMeta: metav1.ObjectMeta{Name: "migrate", Namespace: ns},
-		Spec: v1alpha1.MastodonMigrationSpec{
-			Source: v1alpha1.SourceSpec{
-				Web:       v1alpha1.ComponentRef{Deployment: "mastodon-web"},
-				Streaming: v1alpha1.ComponentRef{Deployment: "mastodon-streaming"},
-				Sidekiq:   []v1alpha1.ComponentRef{{Deployment: "mastodon-worker"}},
-			},
-			Release: v1alpha1.ReleaseSpec{Name: "mastodon-helm", Chart: v1alpha1.ChartRef{Repository: "oci://example.invalid/charts", Name: "mastodon"}},
-		},
-	}
-	s.in = Input{Client: c, Writer: c, Migration: m, Charts: dirChart{chrt},
+	s.in = Input{Client: c, Writer: c, Migration: testMigration(ns, "mastodon-worker"), Charts: dirChart{chrt},
 		Values: func(context.Context) (map[string]any, error) {
 			return values.Merge(s.values, noHTTPRoute, s.release, s.overrides), nil
 		},
@@ -154,6 +135,38 @@ func newStack(t *testing.T, editSecret func(*corev1.Secret)) *stack {
 			return s.in.Migration.Spec.Release.SecretEnv, nil
 		}}
 	return s
+}
+
+// applyLayout creates namespace ns and applies a layout of the fixture to it.
+func applyLayout(t *testing.T, c client.Client, ns, layout string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := fixture.Layout(layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fixture.Apply(ctx, c, ns, objs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testMigration migrates a fixture layout in ns, whose one Sidekiq Deployment is sidekiq, to
+// release mastodon-helm.
+func testMigration(ns, sidekiq string) *v1alpha1.MastodonMigration {
+	return &v1alpha1.MastodonMigration{
+		ObjectMeta: metav1.ObjectMeta{Name: "migrate", Namespace: ns},
+		Spec: v1alpha1.MastodonMigrationSpec{
+			Source: v1alpha1.SourceSpec{
+				Web:       v1alpha1.ComponentRef{Deployment: "mastodon-web"},
+				Streaming: v1alpha1.ComponentRef{Deployment: "mastodon-streaming"},
+				Sidekiq:   []v1alpha1.ComponentRef{{Deployment: sidekiq}},
+			},
+			Release: v1alpha1.ReleaseSpec{Name: "mastodon-helm", Chart: v1alpha1.ChartRef{Repository: "oci://example.invalid/charts", Name: "mastodon"}},
+		},
+	}
 }
 
 // readSource reads the source stack back from the API server, as the controller does.
