@@ -48,6 +48,9 @@ type releasePreview struct {
 	manifests *helm.Manifests
 	// chart is the chart rendered, with its default values.
 	chart *chart.Chart
+	// secretEnv is what the operator added to the render: spec.release.secretEnv and the
+	// generated variables.
+	secretEnv []v1alpha1.SecretEnvVar
 	// problem is ReleaseRenders' finding: the values or the render failed.
 	problem *v1alpha1.Finding
 }
@@ -93,7 +96,7 @@ func (in Input) release(ctx context.Context) *releasePreview {
 		p.problem = &f
 		return p
 	}
-	p.manifests, p.chart = m, chrt
+	p.manifests, p.chart, p.secretEnv = m, chrt, secretEnv
 	return p
 }
 

@@ -101,7 +101,7 @@ func envParity(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 	}
 	var findings []v1alpha1.Finding
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
-		findings = append(findings, envFinding(name, byName[name], comps, chartValues, in.Migration.Spec.Release.SecretEnv))
+		findings = append(findings, envFinding(name, byName[name], comps, chartValues, p.secretEnv))
 	}
 	return findings, nil
 }

@@ -95,6 +95,17 @@ func TestEnvParityClassesAndFixes(t *testing.T) {
 			"[Informational: the streaming server does not read it].", "to change it: spec.release.secretEnv"},
 		not: []string{"web (mastodon-web", "sidekiq (mastodon-worker"},
 	}, {
+		// The generated values found it in the old pods: the operator adds it without the spec.
+		name: "OTP_SECRET generated, not in the spec",
+		breakIt: func(t *testing.T, s *stack) {
+			generated := s.in.Migration.Spec.Release.SecretEnv
+			s.in.Migration.Spec.Release.SecretEnv = nil
+			s.in.SecretEnv = func(context.Context) ([]v1alpha1.SecretEnvVar, error) { return generated, nil }
+		},
+		variable: "OTP_SECRET", class: v1alpha1.FindingInformational,
+		says: []string{"added secret mastodon/OTP_SECRET in streaming", "to change it: spec.release.secretEnv"},
+		not:  []string{"the chart sets it itself"},
+	}, {
 		name: "OTP_SECRET in spec.release.secretEnv, from a key of another value",
 		breakIt: func(t *testing.T, s *stack) {
 			s.in.Migration.Spec.Release.SecretEnv = []v1alpha1.SecretEnvVar{{Name: "OTP_SECRET", SecretName: "mastodon", Key: "SECRET_KEY_BASE"}}
