@@ -197,7 +197,7 @@ func TestARollbackWaitsForTheOldPodsAsLongAsTheSpecSays(t *testing.T) {
 	eventually(t, get(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) v1alpha1.StepStatus {
 		return stepOf(m, "RollbackSource")
 	}, gomega.And(gomega.HaveField("State", v1alpha1.StepFailed),
-		gomega.HaveField("Message", gomega.HavePrefix("the old pods are not ready after 2s (spec.rollback.sourceReadyTimeout): ")))))
+		gomega.HaveField("Message", gomega.HavePrefix("not ready within 2s (spec.rollback.sourceReadyTimeout): waiting for the old pods: ")))))
 	if waited := time.Since(start); waited > 20*time.Second {
 		t.Errorf("the rollback gave up on the old pods after %s, want about 2s", waited)
 	}

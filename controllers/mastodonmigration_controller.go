@@ -105,8 +105,15 @@ func (r *MastodonMigrationReconciler) runPlan(ctx context.Context, m *v1alpha1.M
 
 // runSteps walks steps, skipping those already done, and stops at the first step that waits,
 // fails or errs; done says every step has ended. Each step records its own outcome, so a
-// restart resumes where this one stopped.
+// restart resumes where this one stopped. It enforces what each step declares: its limit, its
+// effect (only a read-only step runs again on a spec change) and what its failure means.
 func (r *MastodonMigrationReconciler) runSteps(ctx context.Context, m *v1alpha1.MastodonMigration, steps []step) (ctrl.Result, bool, error) {
+	if err := checkPlan(steps); err != nil {
+		// A programming error: no retry mends it, and running part of such a plan could change
+		// the cluster against what its steps declare.
+		markInvalidPlan(m, err.Error())
+		return ctrl.Result{}, false, nil
+	}
 	logger := log.FromContext(ctx)
 	for i, s := range steps {
 		rec := stepRecord(&m.Status.Steps, s.name)
@@ -116,7 +123,7 @@ func (r *MastodonMigrationReconciler) runSteps(ctx context.Context, m *v1alpha1.
 		if rec.State == v1alpha1.StepSucceeded && !(s.rerunOnSpecChange && rec.Generation != m.Generation && !started(m, steps[i+1:])) {
 			continue
 		}
-		if rec.State == v1alpha1.StepFailed && s.failureStands && rec.Generation == m.Generation {
+		if rec.State == v1alpha1.StepFailed && s.onFailure != retry && rec.Generation == m.Generation {
 			// A later look must not undo the failure (the pods of a Verify that timed out turning
 			// ready): only a person moves the migration on, by a rollback or a spec change.
 			markFailed(m, s.name+"Failed", rec.Message)
@@ -129,50 +136,97 @@ func (r *MastodonMigrationReconciler) runSteps(ctx context.Context, m *v1alpha1.
 		if rec.State != v1alpha1.StepRunning && rec.State != v1alpha1.StepFailed || rec.Generation != m.Generation {
 			// Record the start before acting, so that status shows which step runs (an install
 			// takes minutes) and what came before it survives a crash during it.
-			m.Status.Phase = s.phase
 			start(rec, m.Generation, metav1.NowMicro())
 			rec.Message = ""
-			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonProgressing, "step "+s.name+" started")
+			markStarted(m, s)
 			return ctrl.Result{RequeueAfter: recordFirst}, false, nil
 		}
 		m.Status.Phase = s.phase
 		out, err := s.run(ctx, m)
+		out, err = enforceLimit(m, s, rec, out, err, ctx.Err() != nil)
 		if err != nil {
-			// The world did not answer: keep the step running and let the workqueue back off.
+			// The world did not answer: keep the step running and let the workqueue back off,
+			// until the step's limit fails it.
 			rec.Message = "retrying: " + err.Error()
-			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonRetrying,
-				fmt.Sprintf("step %s: %v", s.name, err))
+			markRetrying(m, s, err)
 			return ctrl.Result{}, false, fmt.Errorf("step %s: %w", s.name, err)
+		}
+		if out.state == v1alpha1.StepFailed && s.onFailure == rollBack {
+			out = r.rollBackOn(m, out)
 		}
 		finish(rec, out.state, out.message, metav1.NowMicro())
 		logger.V(1).Info("step ran", "step", s.name, "state", out.state, "message", out.message)
 		note := cmp.Or(out.note, out.message)
 		switch out.state {
-		case v1alpha1.StepSucceeded, v1alpha1.StepSkipped:
-			if out.state == v1alpha1.StepSucceeded {
-				r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, s.name+"Succeeded", s.name, "%s", eventNote(note))
-			}
-			continue
+		case v1alpha1.StepSucceeded:
+			r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, s.name+"Succeeded", s.name, "%s", eventNote(note))
 		case v1alpha1.StepFailed:
 			r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, s.name+"Failed", s.name, "%s", eventNote(note))
-			if rb := m.Status.Rollback; rb != nil && rb.FinishedAt == nil {
-				// The failure started a rollback: the operator acts on, no person is needed.
-				setProgress(&m.Status.Conditions, m.Generation, progressReconciling, s.name+"Failed", out.message)
-				break
-			}
-			if s.failureStands {
-				markFailed(m, s.name+"Failed", out.message)
-				break
-			}
-			setProgress(&m.Status.Conditions, m.Generation, progressStalled, s.name+"Failed", out.message)
-			m.Status.ObservedGeneration = m.Generation
-		default:
-			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonProgressing,
-				fmt.Sprintf("step %s: %s", s.name, out.message))
 		}
-		return ctrl.Result{RequeueAfter: out.requeueAfter}, false, nil
+		if !markOutcome(m, s, out) {
+			return ctrl.Result{RequeueAfter: out.requeueAfter}, false, nil
+		}
 	}
 	return ctrl.Result{}, true, nil
+}
+
+// checkPlan refuses a plan whose steps do not each declare their limit, effect and failure
+// meaning, or that would run a mutating step again on a spec change.
+func checkPlan(steps []step) error {
+	for _, s := range steps {
+		switch {
+		case s.timeout.after == nil || s.effect == 0 || s.onFailure == 0:
+			return fmt.Errorf("step %s declares no limit, effect or failure meaning", s.name)
+		case s.rerunOnSpecChange && s.effect != readOnly:
+			return fmt.Errorf("step %s changes the cluster: it may not run again on a spec change", s.name)
+		}
+	}
+	return nil
+}
+
+// enforceLimit fails a step that is still Running, waiting or erring, after its limit; the
+// requeue of a waiting step is brought forward to the limit, so it fails on time without a
+// watch waking it. An error of an operator that is stopping is left for the next one.
+func enforceLimit(m *v1alpha1.MastodonMigration, s step, rec *v1alpha1.StepStatus, out outcome, err error, stopping bool) (outcome, error) {
+	d := s.timeout.after(m)
+	if d <= 0 || rec.StartedAt == nil || stopping || err == nil && out.state != v1alpha1.StepRunning {
+		return out, err
+	}
+	left := time.Until(rec.StartedAt.Add(d))
+	if left >= 0 {
+		if err == nil && (out.requeueAfter == 0 || out.requeueAfter > left) {
+			out.requeueAfter = left + recordFirst
+		}
+		return out, err
+	}
+	last := out.message
+	if err != nil {
+		last = err.Error()
+	}
+	msg := fmt.Sprintf("not ready within %s (%s): %s", d, s.timeout.setting, last)
+	if s.timeout.then != nil {
+		msg += s.timeout.then(m)
+	}
+	return outcome{state: v1alpha1.StepFailed, message: msg}, nil
+}
+
+// rollBackOn answers a failure that calls for a rollback: level 1 at once, where the operator may
+// roll back by itself, as the runbook does; the old stack still runs until the migration
+// finishes, so only the traffic moves. Otherwise the step holds for on-call.
+func (r *MastodonMigrationReconciler) rollBackOn(m *v1alpha1.MastodonMigration, out outcome) outcome {
+	if !automaticRollback(m) {
+		out.message += ": the migration holds here, as spec.rollback.automatic is false: move the traffic back with `" + rollbackCommand(m) + "`"
+		return out
+	}
+	now := metav1.NowMicro()
+	m.Status.Rollback = &v1alpha1.RollbackStatus{Level: 1, Trigger: TriggerAutomatic, Reason: out.message, StartedAt: &now}
+	if m.Status.Analysis != nil {
+		m.Status.Rollback.Breaches = m.Status.Analysis.Breaches
+	}
+	r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "AutomaticRollback", "Rollback", "%s", eventNote(out.message+": rolling back at level 1"))
+	out.message += ": rolled back automatically at level 1"
+	out.requeueAfter = recordFirst
+	return out
 }
 
 // started reports whether any of the given steps has run.

@@ -74,28 +74,28 @@ func changedCluster(m *v1alpha1.MastodonMigration) bool {
 // Level 3 stops every workload of the stack first, restores the database backup, and then
 // restores what level 2 restores, which brings the old pods back on the restored database.
 func (r *MastodonMigrationReconciler) rollbackPlan(m *v1alpha1.MastodonMigration, level int32) []step {
+	// Every rollback step changes the stack, and looks again while it fails: only the old pods'
+	// wait has a limit of its own.
+	undo := func(name string, run func(context.Context, *v1alpha1.MastodonMigration) (outcome, error)) step {
+		return step{name: name, phase: v1alpha1.PhaseRollingBack, run: run, timeout: unlimited, effect: mutating, onFailure: retry}
+	}
 	if level >= 3 {
 		return []step{
-			{name: StepRollbackStopAll, phase: v1alpha1.PhaseRollingBack, run: r.rollbackStopAll},
-			{name: StepRollbackDB, phase: v1alpha1.PhaseRollingBack, run: r.rollbackDatabase},
-			{name: StepRollbackTraffic, phase: v1alpha1.PhaseRollingBack, run: r.rollbackTraffic},
-			{name: StepRollbackHelm, phase: v1alpha1.PhaseRollingBack, run: r.rollbackUninstall},
-			{name: StepRollbackRestore, phase: v1alpha1.PhaseRollingBack, run: r.rollbackRestore},
+			undo(StepRollbackStopAll, r.rollbackStopAll),
+			undo(StepRollbackDB, r.rollbackDatabase),
+			undo(StepRollbackTraffic, r.rollbackTraffic),
+			undo(StepRollbackHelm, r.rollbackUninstall),
+			undo(StepRollbackRestore, r.rollbackRestore),
 		}
 	}
-	steps := []step{
-		{name: StepRollbackSource, phase: v1alpha1.PhaseRollingBack, run: r.rollbackSource},
-		{name: StepRollbackTraffic, phase: v1alpha1.PhaseRollingBack, run: r.rollbackTraffic},
-		{name: StepRollbackRelease, phase: v1alpha1.PhaseRollingBack, run: r.rollbackScaleDownRelease},
-	}
+	source := undo(StepRollbackSource, r.rollbackSource)
+	source.timeout = limit{after: sourceReadyTimeout, setting: "spec.rollback.sourceReadyTimeout"}
+	steps := []step{source, undo(StepRollbackTraffic, r.rollbackTraffic), undo(StepRollbackRelease, r.rollbackScaleDownRelease)}
 	if m.Spec.Strategy == v1alpha1.StrategyMaintenance {
-		steps = append(steps, step{name: StepRollbackMaintenance, phase: v1alpha1.PhaseRollingBack, run: r.removeMaintenance})
+		steps = append(steps, undo(StepRollbackMaintenance, r.removeMaintenance))
 	}
 	if level >= 2 {
-		steps = append(steps,
-			step{name: StepRollbackHelm, phase: v1alpha1.PhaseRollingBack, run: r.rollbackUninstall},
-			step{name: StepRollbackRestore, phase: v1alpha1.PhaseRollingBack, run: r.rollbackRestore},
-		)
+		steps = append(steps, undo(StepRollbackHelm, r.rollbackUninstall), undo(StepRollbackRestore, r.rollbackRestore))
 	}
 	return steps
 }
@@ -274,13 +274,7 @@ func (r *MastodonMigrationReconciler) rollbackSource(ctx context.Context, m *v1a
 		}
 	}
 	if len(waiting) > 0 {
-		timeout := sourceReadyTimeout(m)
-		if started := stepStartedAt(m, StepRollbackSource); started != nil && time.Since(started.Time) > timeout {
-			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("the old pods are not ready after %s (spec.rollback.sourceReadyTimeout): %s",
-				timeout, strings.Join(waiting, "; "))}, nil
-		}
-		return outcome{state: v1alpha1.StepRunning, message: "waiting for the old pods: " + strings.Join(waiting, "; "),
-			requeueAfter: timeout}, nil
+		return outcome{state: v1alpha1.StepRunning, message: "waiting for the old pods: " + strings.Join(waiting, "; ")}, nil
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d old Deployments back at their snapshot replicas and ready", len(stored))}, nil
 }

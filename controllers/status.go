@@ -40,6 +40,8 @@ const (
 	ReasonMigrationMissing = "MigrationNotFound"
 	ReasonRollbackConflict = "RollbackConflict"
 	ReasonNotConfigured    = "DatabaseBackupNotConfigured"
+	// ReasonInvalidPlan: a plan's steps do not declare what the engine enforces (a bug).
+	ReasonInvalidPlan = "InvalidPlan"
 	// ReasonStatusRejected: the API server refused the status the operator wrote.
 	ReasonStatusRejected = "StatusRejected"
 )
@@ -106,6 +108,52 @@ func markFailed(m *v1alpha1.MastodonMigration, reason, message string) {
 func markPaused(m *v1alpha1.MastodonMigration, message string) {
 	setProgress(&m.Status.Conditions, m.Generation, progressPaused, ReasonPaused, message)
 	m.Status.ObservedGeneration = m.Generation
+}
+
+// markInvalidPlan: the operator refuses to run a plan whose steps it cannot hold to their
+// declarations; nothing but a new operator settles it. kstatus reads Failed.
+func markInvalidPlan(m *v1alpha1.MastodonMigration, message string) {
+	setProgress(&m.Status.Conditions, m.Generation, progressStalled, ReasonInvalidPlan, message)
+	m.Status.ObservedGeneration = m.Generation
+}
+
+// The phase and conditions while a plan runs, from the step that runs and how it ended.
+
+// markStarted: a step starts; its phase is the migration's.
+func markStarted(m *v1alpha1.MastodonMigration, s step) {
+	m.Status.Phase = s.phase
+	setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonProgressing, "step "+s.name+" started")
+}
+
+// markRetrying: a step got no answer from the world; the operator tries again.
+func markRetrying(m *v1alpha1.MastodonMigration, s step, err error) {
+	setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonRetrying, fmt.Sprintf("step %s: %v", s.name, err))
+}
+
+// markOutcome records what a step's outcome means for the migration, and reports whether the
+// plan goes on to the next step.
+func markOutcome(m *v1alpha1.MastodonMigration, s step, out outcome) bool {
+	switch out.state {
+	case v1alpha1.StepSucceeded, v1alpha1.StepSkipped:
+		return true
+	case v1alpha1.StepFailed:
+		switch rb := m.Status.Rollback; {
+		case rb != nil && rb.FinishedAt == nil:
+			// The failure started a rollback, or came during one: the operator acts on, no
+			// person is needed.
+			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, s.name+"Failed", out.message)
+		case s.onFailure != retry:
+			markFailed(m, s.name+"Failed", out.message)
+		default:
+			// Stalled until a person changes the world, which the next look sees.
+			setProgress(&m.Status.Conditions, m.Generation, progressStalled, s.name+"Failed", out.message)
+			m.Status.ObservedGeneration = m.Generation
+		}
+	default:
+		setProgress(&m.Status.Conditions, m.Generation, progressReconciling, ReasonProgressing,
+			fmt.Sprintf("step %s: %s", s.name, out.message))
+	}
+	return false
 }
 
 // stepRecord returns the record of a step, adding a Pending one when the step has none yet.

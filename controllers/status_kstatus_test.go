@@ -41,9 +41,9 @@ func stepsDone(r *MastodonMigrationReconciler, m *v1alpha1.MastodonMigration) {
 	}
 }
 
-// failing is a step whose failure stands, as Verify's and Observe's do.
+// failing is a step that stops for a person when it fails, as Verify does.
 func failing(runs *int) step {
-	return step{name: StepVerify, phase: v1alpha1.PhaseVerifying, failureStands: true,
+	return step{name: StepVerify, phase: v1alpha1.PhaseVerifying, timeout: unlimited, effect: readOnly, onFailure: stopForPerson,
 		run: func(context.Context, *v1alpha1.MastodonMigration) (outcome, error) {
 			*runs++
 			if *runs == 1 {

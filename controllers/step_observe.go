@@ -86,20 +86,8 @@ func (r *MastodonMigrationReconciler) observe(ctx context.Context, m *v1alpha1.M
 		return outcome{}, err
 	}
 	if judged.acting != "" {
-		if !automaticRollback(m) {
-			// Held until a person acts: a later pass must not finish the migration (Finish stops
-			// the old stack) after on-call was told to roll back.
-			return outcome{state: v1alpha1.StepFailed, message: judged.acting +
-				": the migration holds here, as spec.rollback.automatic is false: move the traffic back with `" + rollbackCommand(m) + "`"}, nil
-		}
-		// Level 1 is the rollback the runbook takes at once: the old stack still runs until the
-		// window ends, so only the traffic moves.
-		now := metav1.NowMicro()
-		m.Status.Rollback = &v1alpha1.RollbackStatus{Level: 1, Trigger: TriggerAutomatic, Reason: judged.acting,
-			Breaches: m.Status.Analysis.Breaches, StartedAt: &now}
-		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "AutomaticRollback", "Rollback", "%s", eventNote(judged.acting+": rolling back at level 1"))
-		return outcome{state: v1alpha1.StepFailed, message: judged.acting + ": rolled back automatically at level 1",
-			requeueAfter: recordFirst}, nil
+		// The step's failure meaning (rollBack) rolls back or holds.
+		return outcome{state: v1alpha1.StepFailed, message: judged.acting}, nil
 	}
 	window := analysisWindow(m)
 	elapsed := time.Since(switchedAt)
