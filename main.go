@@ -49,7 +49,7 @@ func main() {
 		},
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
-		LeaderElectionID:       "mastodon-operator.migration.mastodon-operator.io",
+		LeaderElectionID:       controllers.LeaderElectionID,
 	})
 	if err != nil {
 		setupLog.Error(err, "creating the manager")

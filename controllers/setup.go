@@ -45,6 +45,9 @@ func ClientOptions() client.Options {
 	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}}}}
 }
 
+// LeaderElectionID names the Lease through which replicas elect the one that reconciles.
+const LeaderElectionID = "mastodon-operator.migration.mastodon-operator.io"
+
 // DefaultConcurrent is the number of workers of each controller when Options.Concurrent is 0.
 const DefaultConcurrent = 4
 

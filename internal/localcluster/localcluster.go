@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -247,7 +248,12 @@ func (c *Cluster) startAPIServer(ctx context.Context, binary, etcdURL string, po
 	if err != nil {
 		return nil, err
 	}
-	return client, c.waitFor(ctx, "kube-apiserver", func(ctx context.Context) error {
+	return client, c.waitAPIServer(ctx, client)
+}
+
+// waitAPIServer waits until the apiserver says it is ready.
+func (c *Cluster) waitAPIServer(ctx context.Context, client *kubernetes.Clientset) error {
+	return c.waitFor(ctx, "kube-apiserver", func(ctx context.Context) error {
 		_, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return err
 	})
@@ -509,3 +515,26 @@ func (c *Cluster) Dir() string { return c.dir }
 
 // Server returns the apiserver's URL.
 func (c *Cluster) Server() string { return c.server }
+
+// RestartAPIServer stops the apiserver (SIGTERM, as a control-plane upgrade does) and starts it
+// again with the same flags, port and certificates, and returns once it is ready. Clients keep
+// their configuration; their requests fail while it is down.
+func (c *Cluster) RestartAPIServer(ctx context.Context) error {
+	i := slices.IndexFunc(c.procs, func(p *process) bool { return p.Name == "kube-apiserver" && p.args != nil })
+	if i < 0 {
+		return errors.New("no kube-apiserver that this program started")
+	}
+	old := c.procs[i]
+	if err := terminate([]*process{old}); err != nil {
+		return err
+	}
+	c.procs = slices.Delete(c.procs, i, i+1)
+	if err := c.run(old.Name, old.Path, old.args...); err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(c.config)
+	if err != nil {
+		return err
+	}
+	return c.waitAPIServer(ctx, client)
+}

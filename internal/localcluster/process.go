@@ -35,6 +35,8 @@ type process struct {
 	Path string `json:"path"`
 	Log  string `json:"log"`
 
+	// args are its flags, for a restart; nil for a process that another program started.
+	args []string
 	// exited is closed once this program has reaped the process; nil for a
 	// process that another program started (see Attach).
 	exited  chan struct{}
@@ -70,7 +72,7 @@ func (c *Cluster) run(name, binary string, args ...string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", name, err)
 	}
-	p := &process{Name: name, PID: cmd.Process.Pid, Path: binary, Log: logPath, exited: make(chan struct{})}
+	p := &process{Name: name, PID: cmd.Process.Pid, Path: binary, Log: logPath, args: args, exited: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.exited)

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -156,41 +158,118 @@ func (h *Harness) Stop() {
 
 // Operator is the operator running in this process, as `make run` runs it.
 type Operator struct {
-	cancel context.CancelFunc
-	done   chan error
+	cancel  context.CancelFunc
+	done    chan struct{}
+	err     error
+	elected <-chan struct{}
+	crashed atomic.Bool
 }
+
+// OperatorOptions configure StartOperatorWith.
+type OperatorOptions struct {
+	// LeaderElection, if set, makes the operator one of several replicas that elect a leader
+	// through main's Lease (main's --leader-elect), with these timings; tests make them short.
+	LeaderElection *LeaderElection
+	// Crash, if set, is asked before each request the operator sends. When it says true, the
+	// operator crashes there: that request and every later one fail, and its context is
+	// cancelled without releasing the lease, so that a standby has to wait for it to expire.
+	Crash func(*http.Request) bool
+}
+
+// LeaderElection are the timings of controller-runtime's leader election.
+type LeaderElection struct {
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// LeaseNamespace holds the leader election Lease of the harness's operators.
+const LeaseNamespace = "default"
 
 // StartOperator runs the manager with both controllers until Stop, the way main wires it.
 func (h *Harness) StartOperator(ctx context.Context) (*Operator, error) {
+	return h.StartOperatorWith(ctx, OperatorOptions{})
+}
+
+// StartOperatorWith is StartOperator with options.
+func (h *Harness) StartOperatorWith(ctx context.Context, opts OperatorOptions) (*Operator, error) {
 	logger := zap.New(zap.WriteTo(h.operatorLog), zap.UseDevMode(true))
+	ctx, cancel := context.WithCancel(logr.NewContext(ctx, logger))
+	op := &Operator{cancel: cancel, done: make(chan struct{})}
 	// The client rate limit main gets from ctrl.GetConfigOrDie, so timings here are main's.
 	cfg := h.Cluster.RESTConfig()
 	cfg.QPS, cfg.Burst = 20, 30
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	if opts.Crash != nil {
+		// Every client of the manager, Helm's too, is made from this config.
+		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+				if op.crashed.Load() || opts.Crash(req) && op.crash() {
+					return nil, errCrashed
+				}
+				return rt.RoundTrip(req)
+			})
+		})
+	}
+	mgrOpts := ctrl.Options{
 		Scheme:  h.Scheme,
 		Client:  controllers.ClientOptions(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Logger:  logger,
 		// A restart is a new manager in the same process; its controllers reuse their names.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	}
+	if le := opts.LeaderElection; le != nil {
+		mgrOpts.LeaderElection = true
+		mgrOpts.LeaderElectionID = controllers.LeaderElectionID
+		mgrOpts.LeaderElectionNamespace = LeaseNamespace
+		mgrOpts.LeaseDuration, mgrOpts.RenewDeadline, mgrOpts.RetryPeriod = &le.LeaseDuration, &le.RenewDeadline, &le.RetryPeriod
+		// As after a crash: a stopped leader leaves the Lease to expire.
+		mgrOpts.LeaderElectionReleaseOnCancel = false
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	if err := controllers.Setup(mgr, controllers.Options{CloudSQL: h.cloudSQL, ServiceAddress: h.Web.Address}); err != nil {
+		cancel()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(logr.NewContext(ctx, logger))
-	op := &Operator{cancel: cancel, done: make(chan error, 1)}
-	go func() { op.done <- mgr.Start(ctx) }()
+	op.elected = mgr.Elected()
+	go func() {
+		op.err = mgr.Start(ctx)
+		close(op.done)
+	}()
 	return op, nil
 }
+
+// errCrashed is what a crashed operator's requests fail with.
+var errCrashed = errors.New("the operator crashed")
+
+func (o *Operator) crash() bool {
+	o.crashed.Store(true)
+	o.cancel()
+	return true
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// Crashed tells whether OperatorOptions.Crash crashed the operator.
+func (o *Operator) Crashed() bool { return o.crashed.Load() }
+
+// Elected is closed once the operator leads (at once without leader election).
+func (o *Operator) Elected() <-chan struct{} { return o.elected }
+
+// Done is closed once the manager has ended, stopped or not (a leader that cannot renew its
+// Lease ends by itself).
+func (o *Operator) Done() <-chan struct{} { return o.done }
 
 // Stop cancels the manager, as SIGTERM would, and waits for it to end.
 func (o *Operator) Stop() error {
 	o.cancel()
-	if err := <-o.done; err != nil && !errors.Is(err, context.Canceled) {
-		return err
+	<-o.done
+	if o.err != nil && !errors.Is(o.err, context.Canceled) {
+		return o.err
 	}
 	return nil
 }
