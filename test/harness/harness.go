@@ -160,8 +160,9 @@ type Operator struct {
 	done   chan error
 }
 
-// StartOperator runs the manager with both controllers until Stop, the way main wires it.
-func (h *Harness) StartOperator(ctx context.Context) (*Operator, error) {
+// StartOperator runs the manager with both controllers until Stop, the way main wires it;
+// configure changes the options main would pass (its flags).
+func (h *Harness) StartOperator(ctx context.Context, configure ...func(*controllers.Options)) (*Operator, error) {
 	logger := zap.New(zap.WriteTo(h.operatorLog), zap.UseDevMode(true))
 	// The client rate limit main gets from ctrl.GetConfigOrDie, so timings here are main's.
 	cfg := h.Cluster.RESTConfig()
@@ -177,7 +178,11 @@ func (h *Harness) StartOperator(ctx context.Context) (*Operator, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := controllers.Setup(mgr, controllers.Options{CloudSQL: h.cloudSQL, ServiceAddress: h.Web.Address}); err != nil {
+	opts := controllers.Options{CloudSQL: h.cloudSQL, ServiceAddress: h.Web.Address}
+	for _, c := range configure {
+		c(&opts)
+	}
+	if err := controllers.Setup(mgr, opts); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(logr.NewContext(ctx, logger))
