@@ -107,15 +107,15 @@ func (b *helmActions) start(ctx context.Context, m *v1alpha1.MastodonMigration, 
 }
 
 // result returns the action's outcome once it has ended, and forgets it: the next start on
-// the release runs anew. ok is false while it runs.
-func (b *helmActions) result(m *v1alpha1.MastodonMigration, a *helmAction) (rel *release.Release, err error, ok bool) {
+// the release runs anew. ended is false while it runs.
+func (b *helmActions) result(m *v1alpha1.MastodonMigration, a *helmAction) (rel *release.Release, ended bool, err error) {
 	select {
 	case <-a.done:
 	default:
-		return nil, nil, false
+		return nil, false, nil
 	}
 	b.forget(m, a)
-	return a.rel, a.err, true
+	return a.rel, true, a.err
 }
 
 func (b *helmActions) forget(m *v1alpha1.MastodonMigration, a *helmAction) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"helm.sh/helm/v3/pkg/release"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -14,8 +15,6 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"helm.sh/helm/v3/pkg/release"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
@@ -342,7 +341,7 @@ func (r *MastodonMigrationReconciler) rollbackUninstall(ctx context.Context, m *
 			return outcome{}, err
 		}
 	}
-	_, err, ended := r.Helm.result(m, a)
+	_, ended, err := r.Helm.result(m, a)
 	if !ended {
 		return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("Helm is uninstalling release %s, waiting up to %s for its objects to go",
 			m.Spec.Release.Name, releaseTimeout(m))}, nil

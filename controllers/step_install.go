@@ -50,7 +50,7 @@ func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.M
 			return out, err
 		}
 	}
-	rel, err, ended := r.Helm.result(m, a)
+	rel, ended, err := r.Helm.result(m, a)
 	if !ended {
 		return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("Helm is installing release %s %s, waiting up to %s for its pods and hooks",
 			m.Spec.Release.Name, where, releaseTimeout(m))}, nil
