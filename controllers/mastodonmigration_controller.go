@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/database"
@@ -45,6 +46,8 @@ type MastodonMigrationReconciler struct {
 	// ServiceAddress is host:port of a Service's port, for the HTTP health checks; nil when the
 	// operator cannot reach Services (it runs outside the cluster).
 	ServiceAddress func(namespace, name string, port int32) string
+	// Helm runs the Helm actions that wait, in the background.
+	Helm *helmActions
 }
 
 // +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonmigrations,verbs=get;list;watch;update;patch
@@ -257,6 +260,7 @@ func (r *MastodonMigrationReconciler) SetupWithManager(mgr ctrl.Manager, workers
 		// A MastodonRollback asks for a rollback through the migration's status, which the
 		// predicate above does not see change: its own changes wake the migration instead.
 		Watches(&v1alpha1.MastodonRollback{}, handler.EnqueueRequestsFromMapFunc(migrationOf)).
+		WatchesRawSource(source.Channel(r.Helm.ended, &handler.EnqueueRequestForObject{})).
 		Named("mastodonmigration").
 		WithOptions(workers).
 		Complete(r)

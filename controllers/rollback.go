@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"helm.sh/helm/v3/pkg/release"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -123,6 +124,15 @@ func (r *MastodonMigrationReconciler) rollBack(ctx context.Context, m *v1alpha1.
 		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "RollingBack", "Rollback", "%s", eventNote(fmt.Sprintf("rollback level %d: %s", level, reason)))
 	}
 	rb = m.Status.Rollback
+	if canceled, err := r.Helm.cancel(ctx, m, actionInstall); err != nil {
+		return ctrl.Result{}, err
+	} else if canceled {
+		// The install gives way: Helm recorded the release failed, "context canceled", which the
+		// rollback scales down or uninstalls like any failed release.
+		msg := fmt.Sprintf("install of release %s canceled by the rollback", m.Spec.Release.Name)
+		finish(stepRecord(&m.Status.Steps, StepInstall), v1alpha1.StepFailed, msg, metav1.NowMicro())
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "InstallCanceled", "Rollback", "%s", msg)
+	}
 	if rb.FinishedAt != nil {
 		m.Status.ObservedGeneration = m.Generation
 		return r.watchRestored(ctx, m)
@@ -309,13 +319,28 @@ func (r *MastodonMigrationReconciler) rollbackScaleDownRelease(ctx context.Conte
 		len(deployments), m.Spec.Release.Name)}, nil
 }
 
-// rollbackUninstall removes the Helm release and what it installed.
+// rollbackUninstall removes the Helm release and what it installed. Helm waits for the objects
+// to go, so it runs in the background as the install does.
 func (r *MastodonMigrationReconciler) rollbackUninstall(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
-	cfg, err := r.helmConfig(ctx, m.Namespace)
-	if err != nil {
-		return outcome{}, err
+	a := r.Helm.get(m, actionUninstall)
+	if a == nil {
+		cfg, err := r.helmConfig(ctx, m.Namespace)
+		if err != nil {
+			return outcome{}, err
+		}
+		name, timeout := m.Spec.Release.Name, releaseTimeout(m)
+		if a, err = r.Helm.start(ctx, m, actionUninstall, func(ctx context.Context) (*release.Release, error) {
+			return nil, helm.Uninstall(ctx, cfg, name, timeout)
+		}); err != nil {
+			return outcome{}, err
+		}
 	}
-	if err := helm.Uninstall(ctx, cfg, m.Spec.Release.Name, releaseTimeout(m)); err != nil {
+	_, ended, err := r.Helm.result(m, a)
+	if !ended {
+		return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("Helm is uninstalling release %s, waiting up to %s for its objects to go",
+			m.Spec.Release.Name, releaseTimeout(m))}, nil
+	}
+	if err != nil {
 		return outcome{}, err
 	}
 	if m.Status.Release != nil {

@@ -18,8 +18,8 @@ import (
 // Options configure the controllers.
 type Options struct {
 	// Concurrent is how many migrations (and, apart, rollbacks) are reconciled at once; 0 is
-	// DefaultConcurrent. A step that waits on Helm holds one worker, so with one worker every
-	// other instance's rollback would wait behind an install.
+	// DefaultConcurrent. Helm's installs and uninstalls wait in the background, so a worker is
+	// held only while a step looks and acts.
 	Concurrent int
 	// ChartCacheDir is where downloaded charts are kept; empty keeps none.
 	ChartCacheDir string
@@ -62,6 +62,10 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.ChartCacheDir != "" {
 		charts = append(charts, helm.WithCacheDir(opts.ChartCacheDir))
 	}
+	background := newHelmActions()
+	if err := mgr.Add(background); err != nil {
+		return err
+	}
 	if err := (&MastodonMigrationReconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),
@@ -69,6 +73,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Charts:          charts,
 		RESTConfig:      mgr.GetConfig(),
 		ServiceAddress:  opts.ServiceAddress,
+		Helm:            background,
 		CloudMonitoring: opts.CloudMonitoring,
 		CloudSQL: func(ctx context.Context) (*database.CloudSQL, error) {
 			return database.NewCloudSQL(ctx, opts.CloudSQL...)

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,43 +31,38 @@ func releaseTimeout(m *v1alpha1.MastodonMigration) time.Duration {
 // resources and hook Jobs. helm.Install returns a deployed release of the same chart unchanged
 // and recovers one left pending by an interrupted operator, so running it twice installs once.
 // InPlace installs every Deployment at 0 replicas (stoppedValues): its roll steps start them.
+//
+// Helm runs in the background (helmActions), as the install may wait for minutes: this step
+// starts it, says Running while it waits, and records its result on the reconcile its end
+// triggers.
 func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
-	ref := m.Spec.Release.Chart
-	chrt, err := r.Charts.LoadChart(ctx, helm.ChartRef{Repository: ref.Repository, Name: ref.Name, Version: ref.Version})
-	if err != nil {
-		return outcome{}, err
-	}
-	vals, err := r.releaseValues(ctx, m)
-	if err != nil {
-		return outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
-	}
 	where := "beside the old stack"
 	if m.Spec.Strategy == v1alpha1.StrategyInPlace {
-		vals = stoppedValues(vals, chrt)
 		where = "with every Deployment at 0 replicas, beside the old stack"
 	}
-	cfg, err := r.helmConfig(ctx, m.Namespace)
-	if err != nil {
-		return outcome{}, err
+	a := r.Helm.get(m, actionInstall)
+	if a == nil {
+		var (
+			out outcome
+			err error
+		)
+		if a, out, err = r.startInstall(ctx, m); a == nil {
+			return out, err
+		}
 	}
-	opts, err := r.installOptions(ctx, m)
-	if err != nil {
-		return outcome{}, err
+	rel, ended, err := r.Helm.result(m, a)
+	if !ended {
+		return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("Helm is installing release %s %s, waiting up to %s for its pods and hooks",
+			m.Spec.Release.Name, where, releaseTimeout(m))}, nil
 	}
-	secretEnv, err := r.releaseSecretEnv(ctx, m)
-	if err != nil {
-		return outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
-	}
-	opts = append(opts, helm.WithSecretEnv(secretEnv))
-	rel, err := helm.Install(ctx, cfg, chrt, m.Spec.Release.Name, m.Namespace, vals, releaseTimeout(m), opts...)
 	if rel != nil {
 		st := releaseStatus(m)
 		st.Revision, st.ChartVersion, st.Status = int32(rel.Version), rel.Chart.Metadata.Version, rel.Info.Status.String()
 	}
+	if errors.Is(err, context.Canceled) {
+		return outcome{}, err // the operator stopped under it: the step installs again, recovering the release
+	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return outcome{}, err // the operator is stopping: the next one recovers the release
-		}
 		return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("installing release %s: %v", m.Spec.Release.Name, err)}, nil
 	}
 	if rel.Info.Status != release.StatusDeployed {
@@ -74,4 +70,39 @@ func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.M
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("release %s revision %d of chart %s %s deployed %s",
 		rel.Name, rel.Version, rel.Chart.Metadata.Name, rel.Chart.Metadata.Version, where)}, nil
+}
+
+// startInstall prepares the install (chart, values, options) and starts it in the background.
+// When it starts nothing it returns the step's outcome or error.
+func (r *MastodonMigrationReconciler) startInstall(ctx context.Context, m *v1alpha1.MastodonMigration) (*helmAction, outcome, error) {
+	ref := m.Spec.Release.Chart
+	chrt, err := r.Charts.LoadChart(ctx, helm.ChartRef{Repository: ref.Repository, Name: ref.Name, Version: ref.Version})
+	if err != nil {
+		return nil, outcome{}, err
+	}
+	vals, err := r.releaseValues(ctx, m)
+	if err != nil {
+		return nil, outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
+	}
+	if m.Spec.Strategy == v1alpha1.StrategyInPlace {
+		vals = stoppedValues(vals, chrt)
+	}
+	cfg, err := r.helmConfig(ctx, m.Namespace)
+	if err != nil {
+		return nil, outcome{}, err
+	}
+	opts, err := r.installOptions(ctx, m)
+	if err != nil {
+		return nil, outcome{}, err
+	}
+	secretEnv, err := r.releaseSecretEnv(ctx, m)
+	if err != nil {
+		return nil, outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
+	}
+	opts = append(opts, helm.WithSecretEnv(secretEnv))
+	name, namespace, timeout := m.Spec.Release.Name, m.Namespace, releaseTimeout(m)
+	a, err := r.Helm.start(ctx, m, actionInstall, func(ctx context.Context) (*release.Release, error) {
+		return helm.Install(ctx, cfg, chrt, name, namespace, vals, timeout, opts...)
+	})
+	return a, outcome{}, err
 }

@@ -174,6 +174,8 @@ type OperatorOptions struct {
 	// operator crashes there: that request and every later one fail, and its context is
 	// cancelled without releasing the lease, so that a standby has to wait for it to expire.
 	Crash func(*http.Request) bool
+	// Configure changes the options main would pass the controllers (its flags).
+	Configure func(*controllers.Options)
 }
 
 // LeaderElection are the timings of controller-runtime's leader election.
@@ -184,9 +186,14 @@ type LeaderElection struct {
 // LeaseNamespace holds the leader election Lease of the harness's operators.
 const LeaseNamespace = "default"
 
-// StartOperator runs the manager with both controllers until Stop, the way main wires it.
-func (h *Harness) StartOperator(ctx context.Context) (*Operator, error) {
-	return h.StartOperatorWith(ctx, OperatorOptions{})
+// StartOperator runs the manager with both controllers until Stop, the way main wires it;
+// configure changes the options main would pass (its flags).
+func (h *Harness) StartOperator(ctx context.Context, configure ...func(*controllers.Options)) (*Operator, error) {
+	return h.StartOperatorWith(ctx, OperatorOptions{Configure: func(o *controllers.Options) {
+		for _, c := range configure {
+			c(o)
+		}
+	}})
 }
 
 // StartOperatorWith is StartOperator with options.
@@ -229,7 +236,11 @@ func (h *Harness) StartOperatorWith(ctx context.Context, opts OperatorOptions) (
 		cancel()
 		return nil, err
 	}
-	if err := controllers.Setup(mgr, controllers.Options{CloudSQL: h.cloudSQL, ServiceAddress: h.Web.Address}); err != nil {
+	setupOpts := controllers.Options{CloudSQL: h.cloudSQL, ServiceAddress: h.Web.Address}
+	if opts.Configure != nil {
+		opts.Configure(&setupOpts)
+	}
+	if err := controllers.Setup(mgr, setupOpts); err != nil {
 		cancel()
 		return nil, err
 	}
