@@ -159,7 +159,7 @@ func TestTheEngineHoldsEachStepToItsDeclaration(t *testing.T) {
 			if rb == nil || rb.Level != 1 || rb.Trigger != TriggerAutomatic || rb.Reason != "error rate 9% over 5%" {
 				t.Fatalf("status.rollback %+v; want an automatic level 1 rollback for the failure", rb)
 			}
-			if level, _, _ := requestedRollback(m); level != 1 || res.RequeueAfter != recordFirst {
+			if level, _, _ := requestedRollback(m, nil); level != 1 || res.RequeueAfter != recordFirst {
 				t.Errorf("rollback level %d requested, requeue %s; want level 1 at once", level, res.RequeueAfter)
 			}
 			if !strings.HasPrefix(condition(m, ConditionReconciling), "True WatchFailed") || m.Status.Phase == v1alpha1.PhaseFailed {

@@ -83,7 +83,11 @@ func (r *MastodonMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if m.Status.Phase == "" {
 		m.Status.Phase = v1alpha1.PhasePending
 	}
-	if level, trigger, reason := requestedRollback(m); level > 0 {
+	accepted, err := r.acceptedRollbacks(ctx, m)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if level, trigger, reason := requestedRollback(m, accepted); level > 0 {
 		return r.rollBack(ctx, m, level, trigger, reason)
 	}
 	return r.runPlan(ctx, m)

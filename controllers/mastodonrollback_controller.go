@@ -90,26 +90,19 @@ func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	return r.requestAndReport(ctx, rb, rec, m)
 }
 
-// requestAndReport asks the migration for the rollback through its status.rollback, where the
-// migration's own reconciler (the one writer of the stack) runs it, then reports the migration's
-// progress and result here.
+// requestAndReport asks the migration for the rollback by accepting it (phase Running), which
+// the migration's own reconciler (the one writer of the migration and of the stack) reads through
+// the index and runs; then it reports the migration's progress and result here.
 func (r *MastodonRollbackReconciler) requestAndReport(ctx context.Context, rb *v1alpha1.MastodonRollback,
 	rec *v1alpha1.StepStatus, m *v1alpha1.MastodonMigration) (ctrl.Result, error) {
 	if m.Status.Rollback == nil || m.Status.Rollback.Level < rb.Spec.Level {
-		before := m.DeepCopy()
-		reason := rb.Spec.Reason
-		if reason == "" {
-			reason = "MastodonRollback " + rb.Name
+		msg := fmt.Sprintf("asked MastodonMigration %s for a level %d rollback", m.Name, rb.Spec.Level)
+		if rb.Status.Phase != v1alpha1.RollbackRunning {
+			r.Recorder.Eventf(rb, m, corev1.EventTypeNormal, "RollbackRequested", "Rollback", "%s", eventNote(msg))
 		}
-		now := metav1.NowMicro()
-		m.Status.Rollback = &v1alpha1.RollbackStatus{Level: rb.Spec.Level, Trigger: TriggerMastodonRollback, Reason: reason, StartedAt: &now}
-		if err := r.Status().Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-			return ctrl.Result{}, fmt.Errorf("asking MastodonMigration %s for the rollback: %w", m.Name, err)
-		}
-		finish(rec, v1alpha1.StepSucceeded, fmt.Sprintf("asked MastodonMigration %s for a level %d rollback", m.Name, rb.Spec.Level), metav1.NowMicro())
+		finish(rec, v1alpha1.StepSucceeded, msg, metav1.NowMicro())
 		rb.Status.Phase = v1alpha1.RollbackRunning
 		setProgress(&rb.Status.Conditions, rb.Generation, progressReconciling, ReasonProgressing, rec.Message)
-		r.Recorder.Eventf(rb, m, corev1.EventTypeNormal, "RollbackRequested", "Rollback", "%s", eventNote(rec.Message))
 		return ctrl.Result{}, nil
 	}
 	finish(rec, v1alpha1.StepSucceeded, fmt.Sprintf("MastodonMigration %s rolls back at level %d", m.Name, m.Status.Rollback.Level), *rec.StartedAt)

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -101,13 +102,40 @@ func (r *MastodonMigrationReconciler) rollbackPlan(m *v1alpha1.MastodonMigration
 	return steps
 }
 
-// requestedRollback is the rollback asked for: spec.rollbackLevel, or a higher or equal level
-// recorded in status.rollback by a MastodonRollback or by the analysis (automatic).
-func requestedRollback(m *v1alpha1.MastodonMigration) (level int32, trigger, reason string) {
-	if rb := m.Status.Rollback; rb != nil && rb.Level >= m.Spec.RollbackLevel {
-		return rb.Level, rb.Trigger, rb.Reason
+// requestedRollback is the highest rollback asked for: the one status.rollback records (from any
+// trigger, the analysis's included), a MastodonRollback of the migration that its controller
+// accepted (phase Running), or spec.rollbackLevel. At the same level, the one already recorded
+// stands.
+func requestedRollback(m *v1alpha1.MastodonMigration, accepted []v1alpha1.MastodonRollback) (level int32, trigger, reason string) {
+	if rb := m.Status.Rollback; rb != nil {
+		level, trigger, reason = rb.Level, rb.Trigger, rb.Reason
 	}
-	return m.Spec.RollbackLevel, TriggerRollbackLevel, fmt.Sprintf("spec.rollbackLevel set to %d", m.Spec.RollbackLevel)
+	for _, rb := range accepted {
+		if rb.Spec.Level > level {
+			level, trigger, reason = rb.Spec.Level, TriggerMastodonRollback, cmp.Or(rb.Spec.Reason, "MastodonRollback "+rb.Name)
+		}
+	}
+	if m.Spec.RollbackLevel > level {
+		level, trigger, reason = m.Spec.RollbackLevel, TriggerRollbackLevel, fmt.Sprintf("spec.rollbackLevel set to %d", m.Spec.RollbackLevel)
+	}
+	return level, trigger, reason
+}
+
+// acceptedRollbacks are the migration's MastodonRollbacks that their controller accepted: the
+// migration reads them through the index rather than have that controller write its status, so
+// the migration's reconciler is the one writer of the migration.
+func (r *MastodonMigrationReconciler) acceptedRollbacks(ctx context.Context, m *v1alpha1.MastodonMigration) ([]v1alpha1.MastodonRollback, error) {
+	var list v1alpha1.MastodonRollbackList
+	if err := r.List(ctx, &list, client.InNamespace(m.Namespace), client.MatchingFields{indexMigrationRef: m.Name}); err != nil {
+		return nil, fmt.Errorf("listing the MastodonRollbacks of %s: %w", m.Name, err)
+	}
+	var out []v1alpha1.MastodonRollback
+	for _, rb := range list.Items {
+		if rb.Status.Phase == v1alpha1.RollbackRunning {
+			out = append(out, rb)
+		}
+	}
+	return out, nil
 }
 
 // rollBack answers a rollback request (spec.rollbackLevel, or a MastodonRollback recorded in
