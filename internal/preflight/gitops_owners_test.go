@@ -2,7 +2,6 @@ package preflight
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -35,13 +34,7 @@ func gitOpsStack(t *testing.T, m marks) Input {
 	t.Helper()
 	ctx := context.Background()
 	c := apiServer(t)
-	nsCount.Lock()
-	nsCount.n++
-	ns := fmt.Sprintf("preflight-%d", nsCount.n)
-	nsCount.Unlock()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
+	ns := newNamespace(t, c)
 	create := func(kind string, obj client.Object) {
 		t.Helper()
 		mk := m[kind+"/"+obj.GetName()]

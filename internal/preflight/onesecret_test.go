@@ -24,7 +24,7 @@ import (
 func TestReleaseRulesOnTheOneSecretLayout(t *testing.T) {
 	ctx := context.Background()
 	c := apiServer(t)
-	const ns = "preflight-one-secret"
+	ns := newNamespace(t, c)
 	applyLayout(t, c, ns, fixture.LayoutOneSecret)
 	src := values.Source{Secrets: map[string]*corev1.Secret{}, Ingress: "mastodon"}
 	get := func(name string) *appsv1.Deployment {

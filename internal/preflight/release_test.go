@@ -102,10 +102,7 @@ func newStack(t *testing.T, editSecret func(*corev1.Secret)) *stack {
 	t.Helper()
 	ctx := context.Background()
 	c := apiServer(t)
-	nsCount.Lock()
-	nsCount.n++
-	ns := fmt.Sprintf("preflight-%d", nsCount.n)
-	nsCount.Unlock()
+	ns := newNamespace(t, c)
 	applyLayout(t, c, ns, fixture.LayoutProduction)
 	if editSecret != nil {
 		var secret corev1.Secret
@@ -137,18 +134,27 @@ func newStack(t *testing.T, editSecret func(*corev1.Secret)) *stack {
 	return s
 }
 
-// applyLayout creates namespace ns and applies a layout of the fixture to it.
-func applyLayout(t *testing.T, c client.Client, ns, layout string) {
+// newNamespace creates a namespace of its own for a test, preflight-<n>.
+func newNamespace(t *testing.T, c client.Client) string {
 	t.Helper()
-	ctx := context.Background()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	nsCount.Lock()
+	nsCount.n++
+	ns := fmt.Sprintf("preflight-%d", nsCount.n)
+	nsCount.Unlock()
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
+	return ns
+}
+
+// applyLayout applies a layout of the fixture to namespace ns.
+func applyLayout(t *testing.T, c client.Client, ns, layout string) {
+	t.Helper()
 	objs, err := fixture.Layout(layout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := fixture.Apply(ctx, c, ns, objs); err != nil {
+	if err := fixture.Apply(context.Background(), c, ns, objs); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -19,13 +19,7 @@ import (
 func TestSourceServicesFindsServicesWithoutReadyEndpoints(t *testing.T) {
 	ctx := context.Background()
 	c := apiServer(t)
-	nsCount.Lock()
-	nsCount.n++
-	ns := fmt.Sprintf("preflight-%d", nsCount.n)
-	nsCount.Unlock()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
+	ns := newNamespace(t, c)
 	service := func(name string, selector map[string]string) {
 		t.Helper()
 		s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
