@@ -9,6 +9,8 @@ IMG ?= ghcr.io/mastodon-operator/mastodon-operator:latest
 LOCAL_CLUSTER_DIR ?= bin/local-cluster
 # go test flags; `make test TEST_FLAGS=-run=TestX` narrows a run.
 TEST_FLAGS ?=
+# hack/bench flags; `make bench BENCH_FLAGS="-runs=1 -sizes=1,10"` is a short run.
+BENCH_FLAGS ?=
 
 # The control plane, kwok and controller-gen, built from the versions pinned in hack/tools/*/go.mod
 # into a cache shared by every checkout on this machine. Evaluated only by the targets that use it.
@@ -51,9 +53,10 @@ test: ## Run every test (unit, envtest, end-to-end on the local cluster), buildi
 	MASTODON_OPERATOR_BIN_DIR=$(BIN) KUBEBUILDER_ASSETS=$(BIN) go test ./... -count=1 -timeout 40m $(TEST_FLAGS)
 
 .PHONY: bench
-bench: ## Benchmark a Level 1 rollback on the local cluster: by the operator, and by the runbook's kubectl script.
+bench: ## Benchmark at hosting scale on the local cluster and print one table (BENCH_FLAGS=-runs=1 -sizes=1,10 for a short run).
 	$(eval BIN := $(TOOLS_BIN))
-	MASTODON_OPERATOR_BIN_DIR=$(BIN) KUBEBUILDER_ASSETS=$(BIN) go test ./test/e2e -run '^$$' -bench Level1 -benchtime 5x -count 1 -timeout 30m
+	hack/test-deps.sh
+	MASTODON_OPERATOR_BIN_DIR=$(BIN) KUBEBUILDER_ASSETS=$(BIN) go run ./hack/bench $(BENCH_FLAGS)
 
 ##@ Local cluster
 

@@ -23,7 +23,8 @@ func main() {
 	var (
 		metricsAddr, probeAddr, chartCache string
 		leaderElect                        bool
-		concurrent                         int
+		concurrent, kubeAPIBurst           int
+		kubeAPIQPS                         float64
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (:8443 for HTTPS); 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
@@ -31,6 +32,8 @@ func main() {
 	flag.StringVar(&chartCache, "chart-cache-dir", "", "Directory to keep downloaded charts in (default: none kept).")
 	flag.IntVar(&concurrent, "concurrent", controllers.DefaultConcurrent,
 		"How many migrations, and apart how many rollbacks, are reconciled at once.")
+	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", controllers.DefaultKubeAPIQPS, "Requests per second the operator may send the API server.")
+	flag.IntVar(&kubeAPIBurst, "kube-api-burst", controllers.DefaultKubeAPIBurst, "Requests the operator may send the API server at once, beyond --kube-api-qps.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -41,7 +44,9 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS, cfg.Burst = float32(kubeAPIQPS), kubeAPIBurst
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme,
 		Client: controllers.ClientOptions(),
 		Metrics: metricsserver.Options{

@@ -6,8 +6,6 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-
-	"github.com/mastodon-operator/mastodon-operator/internal/helm"
 )
 
 // The Helm SDK installs whatever the official chart holds, so the operator may manage those kinds.
@@ -27,7 +25,7 @@ import (
 // helmConfig is the Helm SDK's configuration for a namespace, with releases in Secrets.
 func (r *MastodonMigrationReconciler) helmConfig(ctx context.Context, namespace string) (*action.Configuration, error) {
 	logger := log.FromContext(ctx).WithName("helm")
-	return helm.NewConfig(r.RESTConfig, namespace, func(format string, v ...any) {
+	return r.HelmClients.Config(namespace, func(format string, v ...any) {
 		logger.V(1).Info(fmt.Sprintf(format, v...))
 	})
 }

@@ -13,7 +13,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/database"
+	"github.com/mastodon-operator/mastodon-operator/internal/helm"
 	"github.com/mastodon-operator/mastodon-operator/internal/preflight"
 )
 
@@ -36,8 +36,8 @@ type MastodonMigrationReconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Charts    preflight.ChartSource
-	// RESTConfig is what the Helm SDK connects with.
-	RESTConfig *rest.Config
+	// HelmClients are what the Helm SDK connects with.
+	HelmClients *helm.Clients
 	// CloudSQL connects to the Cloud SQL Admin API, when a migration asks for a database backup.
 	CloudSQL func(ctx context.Context) (*database.CloudSQL, error)
 	// CloudMonitoring are the options of the Cloud Monitoring client (tests point it at a local

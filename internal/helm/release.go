@@ -58,21 +58,26 @@ var (
 	ErrOtherChart = errors.New("helm release deployed with another chart version")
 )
 
-// NewConfig returns an action.Configuration for releases in namespace, stored by the Secrets
-// driver in that namespace. Helm's kube client reaches the cluster through cfg (the operator's
-// own rest.Config, no kubeconfig file), with an in-memory discovery cache for the
-// configuration's lifetime. log receives Helm's debug messages; nil discards them.
+// NewConfig returns an action.Configuration for releases in namespace with clients of their own
+// (NewClients, then Clients.Config); a process that makes many shares its Clients.
 func NewConfig(cfg *rest.Config, namespace string, log func(format string, v ...any)) (*action.Configuration, error) {
+	clients, err := NewClients(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("helm: %w", err)
+	}
+	return clients.Config(namespace, log)
+}
+
+// Config returns an action.Configuration for releases in namespace, stored by the Secrets
+// driver in that namespace. log receives Helm's debug messages; nil discards them.
+func (c *Clients) Config(namespace string, log func(format string, v ...any)) (*action.Configuration, error) {
 	if namespace == "" {
 		return nil, errors.New("helm: a release namespace is required")
 	}
 	if log == nil {
 		log = func(string, ...any) {}
 	}
-	getter, err := newRESTClientGetter(cfg, namespace)
-	if err != nil {
-		return nil, fmt.Errorf("helm: %w", err)
-	}
+	getter := &restClientGetter{Clients: c, namespace: namespace}
 	kc := kube.New(getter)
 	kc.Log = log
 	kc.Namespace = namespace
@@ -171,6 +176,8 @@ func Install(ctx context.Context, cfg *action.Configuration, chrt *chart.Chart, 
 	install.Namespace = namespace
 	install.Wait = true
 	install.WaitForJobs = true
+	// As in the bound client's Build: the API server validates, and preflight's dry-run has.
+	install.DisableOpenAPIValidation = true
 	install.Timeout = timeout
 	install.Replace = replace
 	settings := apply(install, opts)

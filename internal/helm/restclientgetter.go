@@ -19,20 +19,28 @@ const (
 	defaultBurst = 100
 )
 
-// restClientGetter is the genericclioptions.RESTClientGetter Helm's kube client and the action
-// configuration need, built from the operator's *rest.Config instead of a kubeconfig file, with
-// an in-memory discovery cache shared by every action of one configuration (as helm-controller's
-// MemoryRESTClientGetter from fluxcd/pkg/runtime/client does).
-type restClientGetter struct {
+// Clients are what every Helm configuration of the process shares: the operator's *rest.Config
+// (instead of a kubeconfig file), one in-memory discovery cache and one REST mapper. Discovery
+// is the same in every namespace; building it per configuration repeated its requests and kept
+// a copy of the API's groups per release (as helm-controller's MemoryRESTClientGetter from
+// fluxcd/pkg/runtime/client does, but shared).
+type Clients struct {
 	config    *rest.Config
-	namespace string
 	discovery discovery.CachedDiscoveryInterface
 	mapper    meta.RESTMapper
 }
 
+// restClientGetter is the genericclioptions.RESTClientGetter Helm's kube client and the action
+// configuration need, for one namespace.
+type restClientGetter struct {
+	*Clients
+	namespace string
+}
+
 var _ genericclioptions.RESTClientGetter = (*restClientGetter)(nil)
 
-func newRESTClientGetter(cfg *rest.Config, namespace string) (*restClientGetter, error) {
+// NewClients makes the clients of cfg.
+func NewClients(cfg *rest.Config) (*Clients, error) {
 	config := rest.CopyConfig(cfg)
 	if config.QPS == 0 {
 		config.QPS = defaultQPS
@@ -48,7 +56,7 @@ func newRESTClientGetter(cfg *rest.Config, namespace string) (*restClientGetter,
 	// The deferred mapper resets the cache and retries when it meets a kind it does not know,
 	// so kinds whose CRDs appear later are found.
 	mapper := restmapper.NewShortcutExpander(restmapper.NewDeferredDiscoveryRESTMapper(cached), cached, nil)
-	return &restClientGetter{config: config, namespace: namespace, discovery: cached, mapper: mapper}, nil
+	return &Clients{config: config, discovery: cached, mapper: mapper}, nil
 }
 
 func (g *restClientGetter) ToRESTConfig() (*rest.Config, error) {

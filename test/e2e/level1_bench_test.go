@@ -209,7 +209,7 @@ func dropNamespace(b *testing.B, ctx context.Context, ns string) {
 // patch, then each status write the rollback made), as the watch saw them. Each iteration logs
 // the timeline of those changes.
 //
-// The harness gives the operator main's client rate limit (20 QPS, burst 30); with client-go's
+// The harness gives the operator main's client rate limit (50 QPS, burst 300); with client-go's
 // default (5 QPS, burst 10) the ServiceSelector method's four Service patches waited on the
 // limiter, about 1.1-1.5 s/op instead of about 0.25 s/op (measured on 2026-11-25).
 func BenchmarkLevel1RollbackByTheOperator(b *testing.B) {

@@ -24,6 +24,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,7 +32,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/controllers"
@@ -201,9 +201,7 @@ func (h *Harness) StartOperatorWith(ctx context.Context, opts OperatorOptions) (
 	logger := zap.New(zap.WriteTo(h.operatorLog), zap.UseDevMode(true))
 	ctx, cancel := context.WithCancel(logr.NewContext(ctx, logger))
 	op := &Operator{cancel: cancel, done: make(chan struct{})}
-	// The client rate limit main gets from ctrl.GetConfigOrDie, so timings here are main's.
 	cfg := h.Cluster.RESTConfig()
-	cfg.QPS, cfg.Burst = 20, 30
 	if opts.Crash != nil {
 		// Every client of the manager, Helm's too, is made from this config.
 		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
@@ -216,10 +214,7 @@ func (h *Harness) StartOperatorWith(ctx context.Context, opts OperatorOptions) (
 		})
 	}
 	mgrOpts := ctrl.Options{
-		Scheme:  h.Scheme,
-		Client:  controllers.ClientOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		Logger:  logger,
+		Logger: logger,
 		// A restart is a new manager in the same process; its controllers reuse their names.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	}
@@ -231,16 +226,12 @@ func (h *Harness) StartOperatorWith(ctx context.Context, opts OperatorOptions) (
 		// As after a crash: a stopped leader leaves the Lease to expire.
 		mgrOpts.LeaderElectionReleaseOnCancel = false
 	}
-	mgr, err := ctrl.NewManager(cfg, mgrOpts)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
 	setupOpts := controllers.Options{CloudSQL: h.cloudSQL, ServiceAddress: h.Web.Address}
 	if opts.Configure != nil {
 		opts.Configure(&setupOpts)
 	}
-	if err := controllers.Setup(mgr, setupOpts); err != nil {
+	mgr, err := NewManager(cfg, mgrOpts, setupOpts)
+	if err != nil {
 		cancel()
 		return nil, err
 	}
@@ -250,6 +241,28 @@ func (h *Harness) StartOperatorWith(ctx context.Context, opts OperatorOptions) (
 		close(op.done)
 	}()
 	return op, nil
+}
+
+// NewManager makes the manager main makes, with both controllers set up, from mgrOpts and
+// setupOpts as the caller sets them. StartOperatorWith runs it in this process; the benchmarks
+// run it in a process of their own, to measure its memory and its requests alone.
+func NewManager(cfg *rest.Config, mgrOpts ctrl.Options, setupOpts controllers.Options) (ctrl.Manager, error) {
+	cfg = rest.CopyConfig(cfg)
+	// main's client rate limit, so that timings here are main's.
+	cfg.QPS, cfg.Burst = controllers.DefaultKubeAPIQPS, controllers.DefaultKubeAPIBurst
+	mgrOpts.Scheme = Scheme()
+	mgrOpts.Client = controllers.ClientOptions()
+	if mgrOpts.Metrics.BindAddress == "" {
+		mgrOpts.Metrics.BindAddress = "0"
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	if err != nil {
+		return nil, err
+	}
+	if err := controllers.Setup(mgr, setupOpts); err != nil {
+		return nil, err
+	}
+	return mgr, nil
 }
 
 // errCrashed is what a crashed operator's requests fail with.
