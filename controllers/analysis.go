@@ -3,9 +3,9 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sort"
 	"strconv"
-	"net/url"
 	"strings"
 	"time"
 

@@ -109,7 +109,9 @@ func (r *MastodonMigrationReconciler) checkHealth(ctx context.Context, m *v1alph
 			continue
 		}
 		base := "http://" + r.ServiceAddress(svc.Namespace, svc.Name, svc.Spec.Ports[0].Port)
-		fail := func(err error) ([]string, error) { return nil, fmt.Errorf("Service %s is not healthy: %w", svc.Name, err) }
+		fail := func(err error) ([]string, error) {
+			return nil, fmt.Errorf("Service %s is not healthy: %w", svc.Name, err)
+		}
 		if component == "web" {
 			if err := getOK(ctx, base+hc.WebHealthPath); err != nil {
 				return fail(err)
