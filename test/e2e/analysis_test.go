@@ -62,9 +62,10 @@ func TestErrorsAfterTheShiftRollBackAutomatically(t *testing.T) {
 	g.Expect(got.Status.Rollback).To(gomega.And(
 		gomega.HaveField("Level", int32(1)), gomega.HaveField("Trigger", "Automatic"),
 		gomega.HaveField("Reason", gomega.ContainSubstring("critical")),
+		// The 4 requests to the path failed; the instance API, asked once, still answered.
 		gomega.HaveField("Breaches", gomega.ContainElement(gomega.And(
 			gomega.HaveField("Severity", "Critical"), gomega.HaveField("Metric", "errorRate"),
-			gomega.HaveField("Value", "100.00%"), gomega.HaveField("Threshold", "50.00%")))),
+			gomega.HaveField("Value", "80.00%"), gomega.HaveField("Threshold", "50.00%")))),
 	))
 	g.Expect(got.Status.Traffic.Target).To(gomega.Equal(v1alpha1.TrafficToSource))
 	after := liveObjects(t, ctx, ns, objs)
