@@ -104,8 +104,8 @@ func Streaming(ctx context.Context, rawURL, token string) error {
 }
 
 // ImageVersion is the Mastodon version an image runs, from its tag (v4.6.2 gives 4.6.2);
-// false when the tag is no version (nightly, latest, a digest alone): then it cannot be known
-// before the stack answers.
+// false when the tag is no whole version (nightly, latest, v4.6, a digest alone): then it
+// cannot be known before the stack answers.
 func ImageVersion(image string) (string, bool) {
 	ref, err := reference.ParseNormalizedNamed(image)
 	if err != nil {
@@ -115,8 +115,9 @@ func ImageVersion(image string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	v, err := semver.NewVersion(tagged.Tag())
-	if err != nil || !strings.Contains(tagged.Tag(), ".") {
+	// Only a whole version: a floating tag such as v4.6 runs whichever 4.6.x was pushed last.
+	v, err := semver.StrictNewVersion(strings.TrimPrefix(tagged.Tag(), "v"))
+	if err != nil {
 		return "", false
 	}
 	return v.String(), true
