@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,9 +33,11 @@ const ConditionMetricsAvailable = "MetricsAvailable"
 
 // metricProviders builds the providers the spec asks for. The HTTP probe is the default: when
 // no provider is named and the operator reaches Services, it probes the source web Service's
-// /health, which is the old stack before the switch and the release after it. close releases
-// the providers' connections.
-func (r *MastodonMigrationReconciler) metricProviders(ctx context.Context, m *v1alpha1.MastodonMigration) (_ []analysis.Provider, closeAll func(), err error) {
+// /health, which is the old stack before the switch and the release after it. The HTTP probe
+// also asks the instance API on its host, which must report version (empty: not compared), the
+// version of the stack that should take the traffic now. close releases the providers'
+// connections.
+func (r *MastodonMigrationReconciler) metricProviders(ctx context.Context, m *v1alpha1.MastodonMigration, version string) (_ []analysis.Provider, closeAll func(), err error) {
 	spec := m.Spec.Analysis
 	var providers []analysis.Provider
 	var closers []func() error
@@ -48,12 +51,29 @@ func (r *MastodonMigrationReconciler) metricProviders(ctx context.Context, m *v1
 			closeAll()
 		}
 	}()
+	hc := healthChecks(m)
+	// probe is the HTTP probe of target, which also asks the instance API on base.
+	probe := func(target, base string, requests int, timeout time.Duration) (*httpprobe.Probe, error) {
+		token, err := r.secretValue(ctx, m.Namespace, hc.AccessTokenSecretRef)
+		if err != nil {
+			return nil, fmt.Errorf("spec.healthChecks.accessTokenSecretRef: %w", err)
+		}
+		return httpprobe.New(target, requests, timeout, nil).CheckInstance(base+hc.InstancePath, token, version), nil
+	}
 	if h := spec.HTTP; h != nil {
-		providers = append(providers, httpprobe.New(h.URL, int(h.Requests), durationOr(h.Timeout, 5*time.Second), nil))
+		u, err := url.Parse(h.URL)
+		if err != nil {
+			return nil, closeAll, fmt.Errorf("analysis.http.url: %w", err)
+		}
+		p, err := probe(h.URL, u.Scheme+"://"+u.Host, int(h.Requests), durationOr(h.Timeout, 5*time.Second))
+		if err != nil {
+			return nil, closeAll, err
+		}
+		providers = append(providers, p)
 	}
 	if p := spec.Prometheus; p != nil {
 		prom, err := prometheus.New(prometheus.Config{Address: p.Address, ErrorRateQuery: p.ErrorRateQuery,
-			LatencyQuery: p.LatencyQuery, Namespace: m.Namespace, Ingress: m.Spec.Source.Ingress})
+			LatencyQuery: p.LatencyQuery, RequestsQuery: p.RequestsQuery, Namespace: m.Namespace, Ingress: m.Spec.Source.Ingress})
 		if err != nil {
 			return nil, closeAll, fmt.Errorf("analysis.prometheus: %w", err)
 		}
@@ -86,19 +106,23 @@ func (r *MastodonMigrationReconciler) metricProviders(ctx context.Context, m *v1
 		providers = append(providers, sk)
 	}
 	if len(providers) == 0 && r.ServiceAddress != nil {
-		url, err := r.defaultProbeURL(ctx, m)
+		base, err := r.defaultProbeBase(ctx, m)
 		if err != nil {
 			return nil, closeAll, err
 		}
-		if url != "" {
-			providers = append(providers, httpprobe.New(url, 5, 5*time.Second, nil))
+		if base != "" {
+			p, err := probe(base+hc.WebHealthPath, base, httpprobe.DefaultRequests, httpprobe.DefaultTimeout)
+			if err != nil {
+				return nil, closeAll, err
+			}
+			providers = append(providers, p)
 		}
 	}
 	return providers, closeAll, nil
 }
 
-// defaultProbeURL is the /health of the source web Service, the one the Ingress sends "/" to.
-func (r *MastodonMigrationReconciler) defaultProbeURL(ctx context.Context, m *v1alpha1.MastodonMigration) (string, error) {
+// defaultProbeBase is the address of the source web Service, the one the Ingress sends "/" to.
+func (r *MastodonMigrationReconciler) defaultProbeBase(ctx context.Context, m *v1alpha1.MastodonMigration) (string, error) {
 	src, err := r.sourceStack(ctx, m)
 	if err != nil {
 		return "", err
@@ -109,7 +133,7 @@ func (r *MastodonMigrationReconciler) defaultProbeURL(ctx context.Context, m *v1
 	}
 	for _, s := range services {
 		if s.Name == src.web.Name && len(s.Spec.Ports) > 0 {
-			return "http://" + r.ServiceAddress(s.Namespace, s.Name, s.Spec.Ports[0].Port) + "/health", nil
+			return "http://" + r.ServiceAddress(s.Namespace, s.Name, s.Spec.Ports[0].Port), nil
 		}
 	}
 	return "", nil
@@ -190,6 +214,9 @@ func thresholds(m *v1alpha1.MastodonMigration) analysis.Thresholds {
 	}
 	th.HighFor = durationOr(t.High.For, th.HighFor)
 	th.MediumFor = durationOr(t.Medium.For, th.MediumFor)
+	if n := m.Spec.Analysis.MinRequests; n != nil {
+		th.MinRequests = float64(*n)
+	}
 	return th
 }
 
@@ -249,7 +276,7 @@ func recordAnalysis(m *v1alpha1.MastodonMigration, res analysis.Result, provider
 	}
 	a.Breaches = breachStatus(res.Breaches)
 	for _, p := range providers {
-		ps := v1alpha1.ProviderStatus{Name: p.Name(), Available: true, Since: &now, Message: "measured"}
+		ps := v1alpha1.ProviderStatus{Name: p.Name(), Available: true, Since: &now, Message: providerMessage(res, p.Name())}
 		if err, down := res.Missing[p.Name()]; down {
 			ps.Available, ps.Message = false, err.Error()
 		}
@@ -264,6 +291,19 @@ func recordAnalysis(m *v1alpha1.MastodonMigration, res analysis.Result, provider
 	}
 	m.Status.Analysis = a
 	return verdictChanged
+}
+
+// providerMessage says what a provider that gave data measured: whether there were enough
+// requests to judge, and its last failed request.
+func providerMessage(res analysis.Result, provider string) string {
+	msg := "measured"
+	if n, few := res.TooFewRequests[provider]; few {
+		msg = fmt.Sprintf("too few requests to judge: %.0f, fewer than analysis.minRequests (%.0f)", n, res.MinRequests)
+	}
+	if f := res.Failures[provider]; f != "" {
+		msg += "; last failure: " + f
+	}
+	return msg
 }
 
 func breachStatus(breaches []analysis.Breach) []v1alpha1.Breach {

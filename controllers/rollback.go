@@ -216,7 +216,8 @@ func (r *MastodonMigrationReconciler) watchRestored(ctx context.Context, m *v1al
 	for _, d := range src.all() {
 		deployments[d.Name] = d
 	}
-	judged, err := r.judge(ctx, m, rb.FinishedAt.Time, notRolledOut(deployments), "the restored stack")
+	version, _ := stackVersion(src.web)
+	judged, err := r.judge(ctx, m, rb.FinishedAt.Time, notRolledOut(deployments), "the restored stack", version)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -28,7 +28,12 @@ const baselineAttempts = 3
 // baseline measures the old stack while it still takes the traffic: the new stack's latency is
 // judged against it.
 func (r *MastodonMigrationReconciler) baseline(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
-	providers, closeAll, err := r.metricProviders(ctx, m)
+	// The old stack takes the traffic: the probe's instance API must report its version.
+	var version string
+	if src, err := r.sourceStack(ctx, m); err == nil {
+		version, _ = stackVersion(src.web)
+	}
+	providers, closeAll, err := r.metricProviders(ctx, m, version)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -81,7 +86,8 @@ func (r *MastodonMigrationReconciler) observe(ctx context.Context, m *v1alpha1.M
 	if err != nil {
 		return outcome{}, err
 	}
-	judged, err := r.judge(ctx, m, switchedAt, notRolledOut(deployments), "the new stack")
+	version, _ := stackVersion(deployments["web"])
+	judged, err := r.judge(ctx, m, switchedAt, notRolledOut(deployments), "the new stack", version)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -115,8 +121,9 @@ type judgement struct {
 
 // judge measures a stack once an interval (since, the moment it took the traffic, starts the
 // first), records the measurement in status.analysis with an Event on each change of verdict,
-// and judges it together with its readiness (unready lists the Deployments that are not).
-func (r *MastodonMigrationReconciler) judge(ctx context.Context, m *v1alpha1.MastodonMigration, since time.Time, unready []string, what string) (judgement, error) {
+// and judges it together with its readiness (unready lists the Deployments that are not). The
+// stack runs Mastodon version (empty: not known), which its instance API must report.
+func (r *MastodonMigrationReconciler) judge(ctx context.Context, m *v1alpha1.MastodonMigration, since time.Time, unready []string, what, version string) (judgement, error) {
 	now := metav1.Now()
 	interval := analysisInterval(m)
 	a := m.Status.Analysis
@@ -129,7 +136,7 @@ func (r *MastodonMigrationReconciler) judge(ctx context.Context, m *v1alpha1.Mas
 	}
 	var res *analysis.Result
 	if next <= 0 {
-		providers, closeAll, err := r.metricProviders(ctx, m)
+		providers, closeAll, err := r.metricProviders(ctx, m, version)
 		if err != nil {
 			return judgement{}, err
 		}
@@ -202,6 +209,11 @@ func describeStatus(a *v1alpha1.AnalysisStatus) string {
 	}
 	if down := unavailableProviders(a); len(down) > 0 {
 		parts = append(parts, "no data from "+strings.Join(down, "; "))
+	}
+	for _, p := range a.Providers {
+		if p.Available && p.Message != "measured" {
+			parts = append(parts, p.Name+": "+p.Message)
+		}
 	}
 	return strings.Join(parts, ", ")
 }

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/mastodonhealth"
 	"github.com/mastodon-operator/mastodon-operator/internal/workload"
 )
 
@@ -20,8 +21,8 @@ import (
 // readiness probe (/health for web, /api/v1/streaming/health for streaming). Deployment watches
 // wake it; the release timeout bounds it (its step's limit), as the runbook's "roll back if the new pods are not up
 // within 10 minutes". Where the operator reaches Services (in the cluster), it then asks the
-// release's web and streaming Services for their health too, through the Service as the
-// Ingress will.
+// release's web and streaming Services, through the Service as the Ingress will, for what
+// proves the stack works (see checkHealth): a readiness probe does not.
 func (r *MastodonMigrationReconciler) verify(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
 	deployments, err := r.releaseDeployments(ctx, m)
 	if err != nil {
@@ -43,9 +44,10 @@ func (r *MastodonMigrationReconciler) verify(ctx context.Context, m *v1alpha1.Ma
 		return outcome{state: v1alpha1.StepSucceeded, message: ready +
 			"; HTTP health not checked: the operator runs outside the cluster, so the pods' readiness probes stand for it"}, nil
 	}
-	checked, err := r.checkHealth(ctx, m)
+	checked, err := r.checkHealth(ctx, m, deployments["web"])
 	if err != nil {
-		msg := ready + "; " + err.Error()
+		// The summary first: what did not answer; the Deployments' state after it.
+		msg := err.Error() + "; " + ready
 		if started := stepStartedAt(m, StepVerify); started != nil && time.Since(started.Time) > healthAttempts*healthRetry {
 			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf("%s, still after %s", msg, healthAttempts*healthRetry) + verifyStops(m)}, nil
 		}
@@ -67,39 +69,100 @@ const (
 	healthRetry    = 10 * time.Second
 )
 
-// healthPaths are the health endpoints of the release's Services, by component.
-var healthPaths = map[string]string{"web": "/health", "streaming": "/api/v1/streaming/health"}
+// healthTimeout bounds each health request.
+const healthTimeout = 5 * time.Second
 
-// checkHealth asks the release's web and streaming Services for their health, as the runbook's
-// curl does, and returns the URLs that answered 200.
-func (r *MastodonMigrationReconciler) checkHealth(ctx context.Context, m *v1alpha1.MastodonMigration) ([]string, error) {
+// healthChecks is spec.healthChecks with the defaults filled in, for objects the API server has
+// not defaulted (created before the field existed).
+func healthChecks(m *v1alpha1.MastodonMigration) v1alpha1.HealthChecksSpec {
+	hc := m.Spec.HealthChecks
+	for field, def := range map[*string]string{&hc.WebHealthPath: "/health", &hc.StreamingHealthPath: "/api/v1/streaming/health",
+		&hc.InstancePath: "/api/v2/instance", &hc.StreamingPath: "/api/v1/streaming"} {
+		if *field == "" {
+			*field = def
+		}
+	}
+	return hc
+}
+
+// checkHealth asks the release's Services what proves the stack works, and returns what
+// answered. /health and the streaming health path answer OK even when the database is down, so
+// web must also answer the instance API with the version that web runs (which also tells that
+// the new stack answered, not the old one), and streaming must upgrade a WebSocket.
+func (r *MastodonMigrationReconciler) checkHealth(ctx context.Context, m *v1alpha1.MastodonMigration, web *appsv1.Deployment) ([]string, error) {
+	hc := healthChecks(m)
+	token, err := r.secretValue(ctx, m.Namespace, hc.AccessTokenSecretRef)
+	if err != nil {
+		return nil, fmt.Errorf("spec.healthChecks.accessTokenSecretRef: %w", err)
+	}
 	var services corev1.ServiceList
 	if err := r.List(ctx, &services, client.InNamespace(m.Namespace),
 		client.MatchingLabels{labelChartInstance: m.Spec.Release.Name}); err != nil {
 		return nil, err
 	}
-	var checked []string
+	want, unknown := stackVersion(web)
+	checked := map[string][]string{}
 	for _, svc := range services.Items {
 		// The official chart names a Service's component in its selector, not its labels.
-		path, ok := healthPaths[svc.Spec.Selector[labelChartPart]]
-		if !ok || len(svc.Spec.Ports) == 0 {
+		component := svc.Spec.Selector[labelChartPart]
+		if (component != "web" && component != "streaming") || len(svc.Spec.Ports) == 0 {
 			continue
 		}
-		url := "http://" + r.ServiceAddress(svc.Namespace, svc.Name, svc.Spec.Ports[0].Port) + path
-		if err := getOK(ctx, url); err != nil {
+		base := "http://" + r.ServiceAddress(svc.Namespace, svc.Name, svc.Spec.Ports[0].Port)
+		fail := func(err error) ([]string, error) {
 			return nil, fmt.Errorf("Service %s is not healthy: %w", svc.Name, err)
 		}
-		checked = append(checked, url)
+		if component == "web" {
+			if err := getOK(ctx, base+hc.WebHealthPath); err != nil {
+				return fail(err)
+			}
+			reqCtx, cancel := context.WithTimeout(ctx, healthTimeout)
+			got, err := mastodonhealth.Instance(reqCtx, nil, base+hc.InstancePath, token, want)
+			cancel()
+			if err != nil {
+				return fail(err)
+			}
+			instance := fmt.Sprintf("%s%s (version %s)", base, hc.InstancePath, got)
+			if want == "" {
+				instance = fmt.Sprintf("%s%s (version %s, not compared: %s)", base, hc.InstancePath, got, unknown)
+			}
+			checked[component] = []string{base + hc.WebHealthPath, instance}
+		} else {
+			if err := getOK(ctx, base+hc.StreamingHealthPath); err != nil {
+				return fail(err)
+			}
+			reqCtx, cancel := context.WithTimeout(ctx, healthTimeout)
+			err := mastodonhealth.Streaming(reqCtx, base+hc.StreamingPath, token)
+			cancel()
+			if err != nil {
+				return fail(err)
+			}
+			checked[component] = []string{base + hc.StreamingHealthPath, "WebSocket " + base + hc.StreamingPath}
+		}
 	}
-	if len(checked) < len(healthPaths) {
+	if len(checked) < 2 {
 		return nil, fmt.Errorf("release %s has no web and streaming Services to check (selector %s)", m.Spec.Release.Name, labelChartPart)
 	}
-	sort.Strings(checked)
-	return checked, nil
+	return append(checked["web"], checked["streaming"]...), nil
+}
+
+// stackVersion is the Mastodon version a stack's web Deployment runs, from the image tag of its
+// first container, Mastodon's (the chart tags with its appVersion unless image.tag is set).
+// When the tag names no version (nightly, latest, a digest), version is empty and unknown says
+// why.
+func stackVersion(web *appsv1.Deployment) (version, unknown string) {
+	if web == nil || len(web.Spec.Template.Spec.Containers) == 0 {
+		return "", "no web Deployment"
+	}
+	image := web.Spec.Template.Spec.Containers[0].Image
+	if v, ok := mastodonhealth.ImageVersion(image); ok {
+		return v, ""
+	}
+	return "", "image " + image + " names no version"
 }
 
 func getOK(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

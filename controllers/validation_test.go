@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
@@ -90,6 +91,15 @@ func TestAdmissionRefusesInvalidMigrations(t *testing.T) {
 		}, "a MastodonMigration's name can be at most 45 characters"},
 		{"max automatic level 3", func(m *v1alpha1.MastodonMigration) { m.Spec.Rollback.MaxAutomaticLevel = 3 },
 			"spec.rollback.maxAutomaticLevel: Invalid value: 3"},
+		{"an error rate query without the requests it is over", func(m *v1alpha1.MastodonMigration) {
+			m.Spec.Analysis.Prometheus = &v1alpha1.PrometheusAnalysis{Address: "http://prometheus:9090",
+				ErrorRateQuery: `sum(rate(http_requests_total{code=~"5.."}[$window])) / sum(rate(http_requests_total[$window]))`}
+		}, "analysis.prometheus.errorRateQuery needs analysis.prometheus.requestsQuery too"},
+		{"minRequests below 0", func(m *v1alpha1.MastodonMigration) { m.Spec.Analysis.MinRequests = ptr.To[int32](-1) },
+			"spec.analysis.minRequests: Invalid value: -1"},
+		{"an instance path that is no path", func(m *v1alpha1.MastodonMigration) {
+			m.Spec.HealthChecks.InstancePath = "api/v2/instance"
+		}, "spec.healthChecks.instancePath: Invalid value"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,13 +142,16 @@ func TestAdmissionDefaultsFollowTheRollbackProcedure(t *testing.T) {
 		"medium.for":               s.Analysis.Thresholds.Medium.For.Duration.String(),
 		"rollback.maxAutomatic":    strconv.Itoa(int(s.Rollback.MaxAutomaticLevel)),
 		"rollback.automatic (set)": strconv.FormatBool(s.Rollback.Automatic != nil && *s.Rollback.Automatic),
+		"analysis.minRequests":     strconv.Itoa(int(ptr.Deref(s.Analysis.MinRequests, -1))),
+		"healthChecks":             strings.Join([]string{s.HealthChecks.WebHealthPath, s.HealthChecks.InstancePath, s.HealthChecks.StreamingHealthPath, s.HealthChecks.StreamingPath}, " "),
 	}
 	want := map[string]string{
 		"strategy": "BlueGreen", "release.name": "mastodon-helm", "release.chart.name": "mastodon",
 		"release.timeout": "10m0s", "traffic.method": "ServiceSelector", "analysis.interval": "30s",
 		"analysis.window": "30m0s", "critical.errorRate": "0.5", "high.errorRate": "0.1", "high.latencyRatio": "3",
 		"high.for": "15m0s", "medium.errorRate": "0.05", "medium.for": "30m0s", "rollback.maxAutomatic": "1",
-		"rollback.automatic (set)": "true",
+		"rollback.automatic (set)": "true", "analysis.minRequests": "50",
+		"healthChecks": "/health /api/v2/instance /api/v1/streaming/health /api/v1/streaming",
 	}
 	for k, w := range want {
 		if got[k] != w {

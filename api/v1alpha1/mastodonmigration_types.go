@@ -70,6 +70,12 @@ type MastodonMigrationSpec struct {
 	// +optional
 	Traffic TrafficSpec `json:"traffic,omitempty"`
 
+	// HealthChecks are the endpoints Verify asks the release's Services for before any traffic
+	// moves, and the HTTP analysis asks the instance for once it has.
+	// +kubebuilder:default={}
+	// +optional
+	HealthChecks HealthChecksSpec `json:"healthChecks,omitempty"`
+
 	// Analysis is how the new stack is watched once it takes traffic.
 	// +kubebuilder:default={}
 	// +optional
@@ -350,8 +356,52 @@ type MaintenanceSpec struct {
 	Image string `json:"image,omitempty"`
 }
 
+// HealthChecksSpec names Mastodon's endpoints that prove a stack works. /health and the
+// streaming health path answer OK without touching the database, so Verify also asks the
+// instance API, which reads the database and the cache and reports the running version, and
+// opens a WebSocket to the streaming API.
+type HealthChecksSpec struct {
+	// WebHealthPath is web's liveness endpoint, which must answer 200.
+	// +kubebuilder:default="/health"
+	// +kubebuilder:validation:Pattern=`^/[^\s#]*$`
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	WebHealthPath string `json:"webHealthPath,omitempty"`
+
+	// StreamingHealthPath is streaming's liveness endpoint, which must answer 200.
+	// +kubebuilder:default="/api/v1/streaming/health"
+	// +kubebuilder:validation:Pattern=`^/[^\s#]*$`
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	StreamingHealthPath string `json:"streamingHealthPath,omitempty"`
+
+	// InstancePath is the instance API on web: it must answer 200 with JSON whose version is the
+	// Mastodon version of the stack asked (the image tag it runs; build metadata such as
+	// +glitch is ignored, and a tag that is no version, such as nightly, is not compared).
+	// +kubebuilder:default="/api/v2/instance"
+	// +kubebuilder:validation:Pattern=`^/[^\s#]*$`
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	InstancePath string `json:"instancePath,omitempty"`
+
+	// StreamingPath is the streaming API on streaming, where a WebSocket must upgrade (101). A
+	// query selects a stream, such as /api/v1/streaming?stream=public.
+	// +kubebuilder:default="/api/v1/streaming"
+	// +kubebuilder:validation:Pattern=`^/[^\s#]*$`
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	StreamingPath string `json:"streamingPath,omitempty"`
+
+	// AccessTokenSecretRef names the key of a Secret, in the migration's namespace, holding an
+	// access token sent as a bearer token to the instance and streaming APIs, for instances that
+	// require one (limited federation, no public timelines). It is never logged nor shown.
+	// +optional
+	AccessTokenSecretRef *corev1.SecretKeySelector `json:"accessTokenSecretRef,omitempty"`
+}
+
 // AnalysisSpec is how the new stack is watched.
 // +kubebuilder:validation:XValidation:rule="!has(self.interval) || !has(self.window) || duration(self.window) >= duration(self.interval)",message="analysis.window must be at least analysis.interval"
+// +kubebuilder:validation:XValidation:rule="!has(self.prometheus) || !has(self.prometheus.errorRateQuery) || has(self.prometheus.requestsQuery) || (has(self.minRequests) && self.minRequests == 0)",message="analysis.prometheus.errorRateQuery needs analysis.prometheus.requestsQuery too, the number of requests the rate is over, so that a rate over fewer than analysis.minRequests is not judged; or set analysis.minRequests: 0 to judge every rate"
 type AnalysisSpec struct {
 	// Interval between two measurements.
 	// +kubebuilder:default="30s"
@@ -366,7 +416,18 @@ type AnalysisSpec struct {
 	// +optional
 	Window *metav1.Duration `json:"window,omitempty"`
 
-	// HTTP probes a URL of the instance, such as https://example.social/health.
+	// MinRequests is the fewest requests a rate from Prometheus or Cloud Monitoring must count
+	// over the interval to be judged: fewer is Inconclusive, never a pass nor a breach (2 errors
+	// in 3 requests at night are not a 67% error rate). The HTTP probe makes its own traffic and
+	// is judged over the requests it sends (analysis.http.requests), however few.
+	// +kubebuilder:default=50
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	MinRequests *int32 `json:"minRequests,omitempty"`
+
+	// HTTP probes a URL of the instance, such as https://example.social/health, and asks the
+	// instance API (healthChecks.instancePath) on the same host once per measurement.
 	// +optional
 	HTTP *HTTPAnalysis `json:"http,omitempty"`
 
@@ -456,6 +517,13 @@ type PrometheusAnalysis struct {
 	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	LatencyQuery string `json:"latencyQuery,omitempty"`
+
+	// RequestsQuery is a PromQL expression giving the number of requests that the error rate is
+	// over, compared with analysis.minRequests; the default counts ingress-nginx's requests of
+	// the migration's Ingress over $window. The same placeholders apply.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	RequestsQuery string `json:"requestsQuery,omitempty"`
 }
 
 // CloudMonitoringAnalysis reads the HTTPS load balancer's metrics from Google Cloud Monitoring.

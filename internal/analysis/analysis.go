@@ -14,8 +14,15 @@ type Measurement struct {
 	Provider string
 	// ErrorRate is the fraction of responses that were 5xx (or failed), from 0 to 1.
 	ErrorRate *float64
-	// Requests is how many requests the error rate counts.
+	// Requests is how many requests the error rate (and the latency) is over: a provider that
+	// measures an error rate sets it, 0 when it counted none.
 	Requests float64
+	// OwnRequests says that the provider sent the requests itself (the HTTP probe), as many as
+	// its spec asks: Thresholds.MinRequests does not apply to them.
+	OwnRequests bool
+	// Failure is the last failed request of the measurement, as on-call reads it (GET ...:
+	// 502 Bad Gateway); empty when none failed.
+	Failure string
 	// Latency of the responses (the provider says which: mean, or a percentile).
 	Latency *time.Duration
 	// QueueLatency is the age of the oldest enqueued Sidekiq job.

@@ -23,13 +23,21 @@ type Thresholds struct {
 	// MediumErrorRate (above) acts once it has held for MediumFor.
 	MediumErrorRate float64
 	MediumFor       time.Duration
+	// MinRequests is the fewest requests a measurement's error rate and latency must be over to
+	// be judged, unless the provider sent them itself (OwnRequests).
+	MinRequests float64
 }
 
+// DefaultMinRequests is the fewest requests a rate is judged over by default: low traffic makes
+// error rates meaningless (Cloud Run's release manager judges over at least 100).
+const DefaultMinRequests = 50
+
 // DefaultThresholds are the rollback procedure's own: 5xx above 50% at once; above 10%, latency
-// 3x the baseline or jobs not processed for 15 minutes; above 5% for 30 minutes.
+// 3x the baseline or jobs not processed for 15 minutes; above 5% for 30 minutes; each rate over
+// at least DefaultMinRequests requests.
 func DefaultThresholds() Thresholds {
 	return Thresholds{CriticalErrorRate: 0.5, HighErrorRate: 0.1, HighLatencyRatio: 3, HighJobsNotProcessed: true,
-		HighFor: 15 * time.Minute, MediumErrorRate: 0.05, MediumFor: 30 * time.Minute}
+		HighFor: 15 * time.Minute, MediumErrorRate: 0.05, MediumFor: 30 * time.Minute, MinRequests: DefaultMinRequests}
 }
 
 // rule is the threshold and the hold time of one band of one metric.
@@ -110,7 +118,8 @@ type Verdict string
 const (
 	// Pass: data, and no breach.
 	Pass Verdict = "Pass"
-	// Inconclusive: no provider measured anything. Never a pass, never a breach by itself.
+	// Inconclusive: no provider measured anything, or a provider's rate was over fewer requests
+	// than Thresholds.MinRequests, and nothing breaches. Never a pass, never a breach by itself.
 	Inconclusive Verdict = "Inconclusive"
 	// Breaching: a breach is on record but none has held long enough to act.
 	Breaching Verdict = "Breaching"
@@ -135,6 +144,12 @@ type Result struct {
 	// other providers measured enough to pass, and the caller decides what a silent provider
 	// means.
 	Missing map[string]error
+	// TooFewRequests are the providers whose error rate and latency were over fewer requests
+	// than MinRequests (the threshold's), with how many: not judged, and the verdict is no Pass.
+	TooFewRequests map[string]float64
+	MinRequests    float64
+	// Failures are the providers' last failed requests (Measurement.Failure), by provider.
+	Failures map[string]string
 	// State is what to pass to the next evaluation.
 	State State
 }
@@ -145,14 +160,23 @@ type Result struct {
 // once it has held for its For, across calls and restarts of the caller; a rate above a band is
 // above the lower bands too, so their runs go on if it drops. A breach whose metric is measured
 // and no longer crossed is dropped. A breach whose metric is not measured this time is kept with
-// its Since, but does not act: a gap in the data neither clears a breach nor confirms it. When
-// nothing at all is measured the verdict is Inconclusive.
+// its Since, but does not act: a gap in the data neither clears a breach nor confirms it. A
+// measurement of traffic over fewer requests than th.MinRequests is such a gap, and keeps the
+// verdict from a Pass. When nothing at all is measured the verdict is Inconclusive.
 func Evaluate(th Thresholds, base Baseline, measured []Measurement, failed map[string]error, prev State, now time.Time) Result {
-	res := Result{Missing: failed, State: State{Processed: prev.Processed, MeasuredAt: now}}
+	res := Result{Missing: failed, MinRequests: th.MinRequests, State: State{Processed: prev.Processed, MeasuredAt: now}}
 	var enqueued, processed *int64
 	for _, m := range measured {
-		res.ErrorRate = worst(res.ErrorRate, m.ErrorRate)
-		res.Latency = worst(res.Latency, m.Latency)
+		if m.Failure != "" {
+			res.Failures = setIn(res.Failures, m.Provider, m.Failure)
+		}
+		traffic := m.ErrorRate != nil || m.Latency != nil
+		if traffic && !m.OwnRequests && m.Requests < th.MinRequests {
+			res.TooFewRequests = setIn(res.TooFewRequests, m.Provider, m.Requests)
+		} else {
+			res.ErrorRate = worst(res.ErrorRate, m.ErrorRate)
+			res.Latency = worst(res.Latency, m.Latency)
+		}
 		res.QueueLatency = worst(res.QueueLatency, m.QueueLatency)
 		enqueued = worst(enqueued, m.Enqueued)
 		if m.Processed != nil {
@@ -225,10 +249,29 @@ func Evaluate(th Thresholds, base Baseline, measured []Measurement, failed map[s
 		res.Verdict = Inconclusive
 	case len(breaches) > 0:
 		res.Verdict = Breaching
+	case len(res.TooFewRequests) > 0:
+		res.Verdict = Inconclusive
 	default:
 		res.Verdict = Pass
 	}
 	return res
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func setIn[V any](m map[string]V, k string, v V) map[string]V {
+	if m == nil {
+		m = map[string]V{}
+	}
+	m[k] = v
+	return m
 }
 
 // worst is the higher of two optional values.
@@ -255,8 +298,18 @@ func Describe(r Result) string {
 			described[b.Metric] = true
 		}
 	}
-	if len(parts) == 0 && r.Verdict != Inconclusive {
+	if len(parts) == 0 && (r.Verdict != Inconclusive || r.ErrorRate != nil || r.Latency != nil) {
 		parts = append(parts, describeValues(r))
+	}
+	if len(r.TooFewRequests) > 0 {
+		var few []string
+		for _, n := range sortedKeys(r.TooFewRequests) {
+			few = append(few, fmt.Sprintf("%s counted %.0f", n, r.TooFewRequests[n]))
+		}
+		parts = append(parts, fmt.Sprintf("too few requests to judge (fewer than %s): %s", number(r.MinRequests), strings.Join(few, ", ")))
+	}
+	for _, n := range sortedKeys(r.Failures) {
+		parts = append(parts, n+" last failure: "+r.Failures[n])
 	}
 	if len(r.Missing) > 0 {
 		names := make([]string, 0, len(r.Missing))
@@ -268,7 +321,7 @@ func Describe(r Result) string {
 			names[i] = n + ": " + r.Missing[n].Error()
 		}
 		parts = append(parts, "no data: "+strings.Join(names, "; "))
-	} else if r.Verdict == Inconclusive {
+	} else if r.Verdict == Inconclusive && len(r.TooFewRequests) == 0 {
 		parts = append(parts, "no data: nothing was measured (no requests?)")
 	}
 	return strings.Join(parts, "; ")

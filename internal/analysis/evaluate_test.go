@@ -9,9 +9,24 @@ import (
 	"time"
 )
 
-func rate(v float64) []Measurement { return []Measurement{{Provider: "http", ErrorRate: &v}} }
+// rate and latency are measurements of enough traffic to be judged.
+func rate(v float64) []Measurement {
+	return []Measurement{{Provider: "prometheus", ErrorRate: &v, Requests: 2 * DefaultMinRequests}}
+}
 
-func latency(d time.Duration) []Measurement { return []Measurement{{Provider: "http", Latency: &d}} }
+func latency(d time.Duration) []Measurement {
+	return []Measurement{{Provider: "prometheus", Latency: &d, Requests: 2 * DefaultMinRequests}}
+}
+
+// few is an error rate over n requests of the stack's traffic; probed one over n requests the
+// HTTP probe sent itself.
+func few(v, n float64) []Measurement {
+	return []Measurement{{Provider: "prometheus", ErrorRate: &v, Requests: n}}
+}
+
+func probed(v, n float64) []Measurement {
+	return []Measurement{{Provider: "http", ErrorRate: &v, Requests: n, OwnRequests: true}}
+}
 
 func jobs(enqueued, processed int64) []Measurement {
 	return []Measurement{{Provider: "sidekiq", Enqueued: &enqueued, Processed: &processed}}
@@ -161,6 +176,23 @@ func TestEvaluate(t *testing.T) {
 			verdict: Failed, acting: "High/errorRate", breaches: "High/errorRate@0m Medium/errorRate@0m"},
 		{name: "data after the gap clears the breach", rounds: rounds(repeat(rate(0.2), 10), repeat(idle, 8), one(rate(0))),
 			verdict: Pass},
+		{name: "a rate over too few requests is not critical but inconclusive", rounds: one(few(0.67, 3)), verdict: Inconclusive},
+		{name: "a clean rate over too few requests is no pass", rounds: one(few(0, 49)), verdict: Inconclusive},
+		{name: "a rate over minRequests is judged", rounds: one(few(0.62, DefaultMinRequests)), verdict: Failed,
+			acting: "Critical/errorRate", breaches: "Critical/errorRate@0m High/errorRate@0m Medium/errorRate@0m"},
+		{name: "minRequests 0 judges every rate", th: func() Thresholds { th := DefaultThresholds(); th.MinRequests = 0; return th }(),
+			rounds: one(few(0.67, 3)), verdict: Failed, acting: "Critical/errorRate",
+			breaches: "Critical/errorRate@0m High/errorRate@0m Medium/errorRate@0m"},
+		{name: "the probe's own requests are judged however few", rounds: one(probed(0.6, 5)), verdict: Failed,
+			acting: "Critical/errorRate", breaches: "Critical/errorRate@0m High/errorRate@0m Medium/errorRate@0m"},
+		{name: "the latency of too few requests is not judged", base: Baseline{Latency: &base100ms},
+			rounds: one([]Measurement{{Provider: "prometheus", Latency: ptr(2 * time.Second), Requests: 4}}), verdict: Inconclusive},
+		{name: "too few requests neither clear nor confirm a breach", rounds: rounds(repeat(rate(0.2), 10), repeat(few(0, 4), 8)),
+			verdict: Inconclusive, breaches: "High/errorRate@0m* Medium/errorRate@0m*"},
+		{name: "another provider's pass does not pass too few requests", rounds: one(slices.Concat(probed(0, 5), few(0.9, 3))),
+			verdict: Inconclusive},
+		{name: "another provider's breach is breaching beside too few requests", rounds: one(slices.Concat(probed(0.2, 5), few(0, 3))),
+			verdict: Breaching, breaches: "High/errorRate@0m Medium/errorRate@0m"},
 		{name: "a breach whose metric another provider did not measure is kept",
 			rounds:  rounds(repeat(rate(0.2), 10), repeat(jobs(0, 1000), 8)),
 			verdict: Breaching, breaches: "High/errorRate@0m* Medium/errorRate@0m*"},
@@ -199,8 +231,8 @@ func TestCarriedBreachesTakeTheirRuleFromTheThresholds(t *testing.T) {
 func TestCombinedValues(t *testing.T) {
 	fast, slow, q1, q2 := 100*time.Millisecond, 400*time.Millisecond, time.Second, time.Minute
 	r := Evaluate(DefaultThresholds(), Baseline{Latency: &base100ms}, []Measurement{
-		{Provider: "http", ErrorRate: ptr(0.01), Latency: &slow},
-		{Provider: "prometheus", ErrorRate: ptr(0.02), Latency: &fast},
+		{Provider: "http", ErrorRate: ptr(0.01), Latency: &slow, Requests: 5, OwnRequests: true},
+		{Provider: "prometheus", ErrorRate: ptr(0.02), Latency: &fast, Requests: 1000},
 		{Provider: "sidekiq", QueueLatency: &q2},
 		{Provider: "other", QueueLatency: &q1},
 	}, nil, State{}, t0)
@@ -237,6 +269,11 @@ func TestDescribe(t *testing.T) {
 		{"no data with a breach", Evaluate(th, Baseline{}, nil, refused,
 			State{Breaches: []Breach{{Severity: Medium, Metric: MetricErrorRate, Since: t0}}}, t0.Add(time.Hour)),
 			"error rate > 5% since 03:00:00 (medium, not measured now: acts only once data confirms it); no data: prometheus: connection refused"},
+		{"too few requests", Evaluate(th, Baseline{}, few(0.67, 3), nil, State{}, t0),
+			"too few requests to judge (fewer than 50): prometheus counted 3"},
+		{"the last failure", Evaluate(th, Baseline{}, []Measurement{{Provider: "http", ErrorRate: ptr(0.2), Requests: 5, OwnRequests: true,
+			Failure: "GET https://example.social/api/v2/instance answered version 4.5.0, want 4.6.2: the old stack answered?"}}, nil, State{}, t0),
+			"error rate 20.0% > 10% since 03:00:00 (high, acts after 15m); http last failure: GET https://example.social/api/v2/instance answered version 4.5.0, want 4.6.2: the old stack answered?"},
 		{"pass", Evaluate(th, Baseline{Latency: &base100ms}, slices.Concat(rate(0.001), latency(120*time.Millisecond)), refused, State{}, t0),
 			"error rate 0.1%, latency 120ms (1.2x baseline); no data: prometheus: connection refused"},
 	} {

@@ -438,7 +438,63 @@ func TestVerifyWaitsForTheHealthEndpoints(t *testing.T) {
 
 	h.Web.Reset()
 	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
-	g.Expect(verifyMessage()).To(gomega.MatchRegexp(`^Succeeded: .*healthy: http://.*/api/v1/streaming/health, http://.*/health`))
+	g.Expect(verifyMessage()).To(gomega.MatchRegexp(
+		`^Succeeded: .*healthy: http://[^ ]*/health, http://[^ ]*/api/v2/instance \(version 4.6.2\), http://[^ ]*/api/v1/streaming/health, WebSocket http://[^ ]*/api/v1/streaming$`))
+}
+
+// TestVerifyAsksTheInstanceAPIAndTheStreamingAPI makes the release answer /health with 200
+// while what needs the database fails: the instance API answers 503, then reports another
+// version, then the streaming API refuses the WebSocket. Verify keeps the traffic where it is
+// and names each in turn, and goes on once the stack answers as Mastodon 4.6.2 does.
+func TestVerifyAsksTheInstanceAPIAndTheStreamingAPI(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-instance-api"
+	h.Web.Answer(harness.InstancePath, http.StatusServiceUnavailable, 0)
+	t.Cleanup(h.Web.Reset)
+	if _, err := h.DeployMastodon(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	m := sampleMigration(t, ns)
+	shortWindow(m)
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	verifyMessage := func() (string, error) {
+		got, err := getMigration(ctx, m)()
+		for _, s := range got.Status.Steps {
+			if s.Name == "Verify" {
+				return string(s.State) + ": " + s.Message, err
+			}
+		}
+		return "", err
+	}
+	g := gomega.NewWithT(t)
+	noTrafficMoved := func() {
+		t.Helper()
+		got, _ := getMigration(ctx, m)()
+		g.Expect(got.Status.Traffic).To(gomega.BeNil(), "the traffic moved to a release that is not healthy")
+	}
+	eventually(t, verifyMessage).Should(gomega.MatchRegexp(
+		`^Running: Service mastodon-helm-web is not healthy: GET http://[^ ]*/api/v2/instance: 503 Service Unavailable; `))
+	noTrafficMoved()
+
+	h.Web.Answer(harness.InstancePath, http.StatusOK, 0)
+	h.Web.ReportVersion("4.5.0")
+	eventually(t, verifyMessage).Should(gomega.MatchRegexp(
+		`^Running: Service mastodon-helm-web is not healthy: GET http://[^ ]*/api/v2/instance answered version 4.5.0, want 4.6.2: the old stack answered\?; `))
+	msg, _ := verifyMessage()
+	t.Logf("Verify refused: %s", msg)
+	noTrafficMoved()
+
+	h.Web.ReportVersion("4.6.2+glitch")
+	h.Web.Answer(harness.StreamingPath, http.StatusServiceUnavailable, 0)
+	eventually(t, verifyMessage).Should(gomega.MatchRegexp(
+		`^Running: Service mastodon-helm-streaming is not healthy: WebSocket to http://[^ ]*/api/v1/streaming answered 503 Service Unavailable, not 101 Switching Protocols; `))
+	noTrafficMoved()
+
+	h.Web.Reset()
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
+	g.Expect(verifyMessage()).To(gomega.MatchRegexp(`^Succeeded: .*/api/v2/instance \(version 4.6.2\), .*, WebSocket http://[^ ]*/api/v1/streaming$`))
 }
 
 // expectOneDeployedRevision: the release has exactly one revision, deployed; a restart or a

@@ -132,6 +132,8 @@ func (p *Provider) Measure(ctx context.Context, interval time.Duration) (analysi
 		ms := latencies.quantile(latencyQuantile)
 		d := time.Duration(ms * float64(time.Millisecond))
 		m.Latency = &d
+		// A latency alone is over the requests it counts.
+		m.Requests = max(m.Requests, float64(latencies.count))
 	}
 
 	if m.ErrorRate == nil && m.Latency == nil {

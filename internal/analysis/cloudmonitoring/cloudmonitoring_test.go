@@ -14,6 +14,7 @@ import (
 	"google.golang.org/genproto/googleapis/api/monitoredres"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mastodon-operator/mastodon-operator/internal/analysis"
 	"github.com/mastodon-operator/mastodon-operator/internal/analysis/cloudmonitoring/monitoringtest"
 )
 
@@ -169,6 +170,26 @@ func TestMostlyFailingBackends(t *testing.T) {
 	}
 	if m.ErrorRate == nil || *m.ErrorRate != 0.6 || m.Requests != 100 {
 		t.Fatalf("error rate %v over %v requests, want 0.6 over 100", ptr(m.ErrorRate), m.Requests)
+	}
+}
+
+func TestANightsFewRequestsAreCountedAndNotJudged(t *testing.T) {
+	_, writer, p := setup(t, Config{})
+	write(t, writer, neg("social", "mastodon-web"), time.Now().Add(-2*time.Minute), traffic{
+		requests: map[string]int64{"200": 2, "500": 1}, latencies: map[float64]int64{40: 2, 9000: 1}})
+	m, err := p.Measure(context.Background(), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ErrorRate == nil || math.Abs(*m.ErrorRate-1.0/3) > 1e-9 || m.Requests != 3 {
+		t.Fatalf("error rate %v over %v requests, want 1/3 over 3", ptr(m.ErrorRate), m.Requests)
+	}
+	r := analysis.Evaluate(analysis.DefaultThresholds(), analysis.Baseline{}, []analysis.Measurement{m}, nil, analysis.State{}, time.Now())
+	if r.Verdict != analysis.Inconclusive || len(r.Breaches) > 0 {
+		t.Fatalf("one 5xx in 3 requests: verdict %s, breaches %v; want Inconclusive", r.Verdict, r.Breaches)
+	}
+	if got := analysis.Describe(r); got != "too few requests to judge (fewer than 50): cloudMonitoring counted 3" {
+		t.Fatalf("described as %q", got)
 	}
 }
 

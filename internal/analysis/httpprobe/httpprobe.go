@@ -1,5 +1,5 @@
 // Package httpprobe is the analysis's embedded provider: it asks a URL of the instance a few
-// times and counts what fails.
+// times, and the instance API once, and counts what fails.
 package httpprobe
 
 import (
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mastodon-operator/mastodon-operator/internal/analysis"
+	"github.com/mastodon-operator/mastodon-operator/internal/mastodonhealth"
 )
 
 // Defaults for a zero requests or timeout.
@@ -26,6 +27,12 @@ type Probe struct {
 	requests int
 	timeout  time.Duration
 	client   *http.Client
+	instance *instanceCheck
+}
+
+// instanceCheck is the instance API request of each measurement.
+type instanceCheck struct {
+	url, token, version string
 }
 
 var _ analysis.Provider = (*Probe)(nil)
@@ -45,6 +52,16 @@ func New(url string, requests int, timeout time.Duration, client *http.Client) *
 	return &Probe{url: url, requests: requests, timeout: timeout, client: client}
 }
 
+// CheckInstance makes each measurement also ask the instance API at url once, with token as a
+// bearer token when set: /health answers OK even when the database is down, the instance API
+// does not. It counts as failed unless it answers 200 with JSON holding a version, and, when
+// version is set, that version (mastodonhealth.SameVersion): the stack that should take the
+// traffic answered, not the other one.
+func (p *Probe) CheckInstance(url, token, version string) *Probe {
+	p.instance = &instanceCheck{url: url, token: token, version: version}
+	return p
+}
+
 // Name implements analysis.Provider.
 func (p *Probe) Name() string { return "http" }
 
@@ -54,11 +71,12 @@ func (p *Probe) Name() string { return "http" }
 // status; nil when none came back. When not one request got a connection (refused, no such
 // host, unroutable) the probe reached nothing, and that is no data rather than 100% errors: the
 // probe cannot tell a stack that is down from its own network, and the stack's readiness is
-// watched apart.
+// watched apart. The instance API request (CheckInstance) comes last, once the URL was reached,
+// and counts in the error rate, not in the latency. The measurement names the last failure.
 func (p *Probe) Measure(ctx context.Context, _ time.Duration) (analysis.Measurement, error) {
 	var failed, reached, answered int
 	var total time.Duration
-	var lastErr error
+	var lastErr, lastFailure error
 	for range p.requests {
 		r := p.get(ctx)
 		if ctx.Err() != nil {
@@ -70,25 +88,47 @@ func (p *Probe) Measure(ctx context.Context, _ time.Duration) (analysis.Measurem
 		}
 		if r.err != nil {
 			failed++
-			lastErr = r.err
+			lastErr, lastFailure = r.err, r.err
 			continue
 		}
 		answered++
 		total += r.latency
 		if r.status >= http.StatusInternalServerError {
 			failed++
+			lastFailure = fmt.Errorf("GET %s: %d %s", p.url, r.status, http.StatusText(r.status))
 		}
 	}
 	if reached == 0 {
 		return analysis.Measurement{}, fmt.Errorf("no connection to %s: %w", p.url, lastErr)
 	}
-	rate := float64(failed) / float64(p.requests)
-	m := analysis.Measurement{ErrorRate: &rate, Requests: float64(p.requests)}
+	requests := p.requests
+	if p.instance != nil {
+		requests++
+		if err := p.checkInstance(ctx); err != nil {
+			if ctx.Err() != nil {
+				return analysis.Measurement{}, ctx.Err()
+			}
+			failed++
+			lastFailure = err
+		}
+	}
+	rate := float64(failed) / float64(requests)
+	m := analysis.Measurement{ErrorRate: &rate, Requests: float64(requests), OwnRequests: true}
+	if lastFailure != nil {
+		m.Failure = lastFailure.Error()
+	}
 	if answered > 0 {
 		mean := total / time.Duration(answered)
 		m.Latency = &mean
 	}
 	return m, nil
+}
+
+func (p *Probe) checkInstance(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	_, err := mastodonhealth.Instance(ctx, p.client, p.instance.url, p.instance.token, p.instance.version)
+	return err
 }
 
 type response struct {

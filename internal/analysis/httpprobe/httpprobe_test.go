@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -116,5 +117,81 @@ func TestDefaults(t *testing.T) {
 	p := New("http://example.invalid", 0, 0, nil)
 	if p.requests != DefaultRequests || p.timeout != DefaultTimeout || p.client != http.DefaultClient {
 		t.Fatalf("got %+v", p)
+	}
+}
+
+// mastodon serves /health with OK, as Mastodon does whatever its database, and the instance
+// API as instance says; it records the Authorization header the instance API got.
+func mastodon(t *testing.T, instance http.HandlerFunc) (base string, auth *atomic.Value) {
+	auth = &atomic.Value{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK")) })
+	mux.HandleFunc("/api/v2/instance", func(w http.ResponseWriter, r *http.Request) {
+		auth.Store(r.Header.Get("Authorization"))
+		instance(w, r)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL, auth
+}
+
+func version(v string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"domain":"example.social","version":"` + v + `"}`))
+	}
+}
+
+func TestTheInstanceAPICounts(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		instance  http.HandlerFunc
+		want      string
+		errorRate float64
+		failure   string
+	}{
+		{"the release answers", version("4.6.2"), "4.6.2", 0, ""},
+		{"a fork of the release answers", version("4.6.2+glitch"), "4.6.2", 0, ""},
+		{"no version to compare", version("4.7.0-alpha.1+nightly"), "", 0, ""},
+		{"the database is down while /health says OK", internal, "4.6.2", 0.2,
+			"/api/v2/instance: 500 Internal Server Error"},
+		{"the old stack answers", version("4.5.0"), "4.6.2", 0.2,
+			"/api/v2/instance answered version 4.5.0, want 4.6.2: the old stack answered?"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base, _ := mastodon(t, tc.instance)
+			got, err := New(base+"/health", 4, timeout, nil).CheckInstance(base+"/api/v2/instance", "", tc.want).
+				Measure(context.Background(), time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Requests != 5 || !got.OwnRequests || got.ErrorRate == nil || *got.ErrorRate != tc.errorRate {
+				t.Fatalf("%v requests (own %v) at an error rate of %v; want 5 own requests at %v", got.Requests, got.OwnRequests, deref(got.ErrorRate), tc.errorRate)
+			}
+			if tc.failure == "" && got.Failure != "" || !strings.Contains(got.Failure, tc.failure) {
+				t.Fatalf("failure %q, want %q", got.Failure, tc.failure)
+			}
+		})
+	}
+}
+
+func TestTheInstanceAPIGetsTheToken(t *testing.T) {
+	base, auth := mastodon(t, version("4.6.2"))
+	if _, err := New(base+"/health", 1, timeout, nil).CheckInstance(base+"/api/v2/instance", "tok3n", "4.6.2").
+		Measure(context.Background(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got := auth.Load(); got != "Bearer tok3n" {
+		t.Fatalf("the instance API got Authorization %q", got)
+	}
+}
+
+func TestAFailedRequestIsNamed(t *testing.T) {
+	got, err := New(serve(t, ok, badGate), 2, timeout, nil).Measure(context.Background(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(got.Failure, ": 502 Bad Gateway") {
+		t.Fatalf("failure %q", got.Failure)
 	}
 }

@@ -25,6 +25,8 @@ const (
 	DefaultErrorRateQuery = `(sum(rate(nginx_ingress_controller_requests{namespace="$namespace",ingress="$ingress",status=~"5.."}[$window])) or vector(0))` +
 		` / sum(rate(nginx_ingress_controller_requests{namespace="$namespace",ingress="$ingress"}[$window]))`
 	DefaultLatencyQuery = `histogram_quantile(0.95, sum by (le) (rate(nginx_ingress_controller_request_duration_seconds_bucket{namespace="$namespace",ingress="$ingress"}[$window])))`
+	// DefaultRequestsQuery counts the requests the default error rate is over.
+	DefaultRequestsQuery = `sum(increase(nginx_ingress_controller_requests{namespace="$namespace",ingress="$ingress"}[$window]))`
 )
 
 // DefaultMinWindow is the shortest $window by default: rate() needs two samples in its window,
@@ -43,7 +45,10 @@ type Config struct {
 	// $ingress and $window are replaced in them by Namespace, Ingress and the measurement's
 	// interval, at least MinWindow, as a PromQL duration (1m, 1m30s).
 	ErrorRateQuery, LatencyQuery string
-	Namespace, Ingress           string
+	// RequestsQuery counts the requests the error rate is over, which the analysis compares
+	// with its minimum; DefaultRequestsQuery when empty.
+	RequestsQuery      string
+	Namespace, Ingress string
 	// MinWindow is the shortest $window; DefaultMinWindow when zero. Keep it at least twice
 	// (better four times) the scrape interval of the metrics, or rate() finds nothing.
 	MinWindow time.Duration
@@ -65,6 +70,9 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.LatencyQuery == "" {
 		cfg.LatencyQuery = DefaultLatencyQuery
 	}
+	if cfg.RequestsQuery == "" {
+		cfg.RequestsQuery = DefaultRequestsQuery
+	}
 	if cfg.MinWindow <= 0 {
 		cfg.MinWindow = DefaultMinWindow
 	}
@@ -78,15 +86,16 @@ func New(cfg Config) (*Provider, error) {
 // Name implements analysis.Provider.
 func (p *Provider) Name() string { return "prometheus" }
 
-// Measure runs both queries for the same instant, over the interval (at least MinWindow). An empty result or
-// NaN (no requests: 0/0) is not measured, not zero; when neither query gives a value there is no
-// data.
+// Measure runs the queries for the same instant, over the interval (at least MinWindow). An
+// empty result or NaN (no requests: 0/0) is not measured, not zero; when neither the error rate
+// nor the latency gives a value there is no data. The requests query gives the measurement's
+// Requests (0 when it finds none), which the analysis weighs the rate by.
 func (p *Provider) Measure(ctx context.Context, interval time.Duration) (analysis.Measurement, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	window := p.window(interval)
 	now := time.Now()
-	var m analysis.Measurement
+	m := analysis.Measurement{Provider: p.Name()}
 	errorRate, err := p.value(ctx, p.query(p.cfg.ErrorRateQuery, window), now)
 	if err != nil {
 		return m, fmt.Errorf("error rate query: %w", err)
@@ -97,6 +106,13 @@ func (p *Provider) Measure(ctx context.Context, interval time.Duration) (analysi
 	}
 	if errorRate == nil && seconds == nil {
 		return m, fmt.Errorf("no samples over the last %s: no traffic, or the queries match no series", window)
+	}
+	requests, err := p.value(ctx, p.query(p.cfg.RequestsQuery, window), now)
+	if err != nil {
+		return m, fmt.Errorf("requests query: %w", err)
+	}
+	if requests != nil {
+		m.Requests = *requests
 	}
 	m.ErrorRate = errorRate
 	if seconds != nil {

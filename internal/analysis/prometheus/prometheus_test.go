@@ -19,6 +19,8 @@ import (
 	"github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mastodon-operator/mastodon-operator/internal/analysis"
 )
 
 // ingressNginx is a test target exposing ingress-nginx's metrics, with traffic the test
@@ -58,11 +60,18 @@ func startIngressNginx(t *testing.T) *ingressNginx {
 	stop := make(chan struct{})
 	t.Cleanup(func() { tick.Stop(); close(stop) })
 	go func() {
-		for {
+		for i := 0; ; i++ {
 			select {
 			case <-stop:
 				return
 			case <-tick.C:
+			}
+			// The Ingress quiet gets a trickle: one 200 and one 502 a second, as at night.
+			if i%20 == 0 {
+				n.requests.WithLabelValues("social", "quiet", "200").Inc()
+				n.requests.WithLabelValues("social", "quiet", "502").Inc()
+				n.duration.WithLabelValues("social", "quiet").Observe(0.2)
+				n.duration.WithLabelValues("social", "quiet").Observe(0.2)
 			}
 			ok, bad := n.ok.Load(), n.bad.Load()
 			n.requests.WithLabelValues("social", "mastodon", "200").Add(float64(ok))
@@ -157,6 +166,34 @@ func TestMeasureIngressNginxMetrics(t *testing.T) {
 		// Every request in the 0.1-0.25 s bucket: the 95th percentile is 0.1 + 0.95 × 0.15.
 		gomega.NewWithT(t).Eventually(measured(0, 0.2425)).WithTimeout(15 * time.Second).WithPolling(500 * time.Millisecond).
 			Should(gomega.Succeed())
+		// Up to 200 requests a second (the ticker slows down on a busy machine) over the 4 s window.
+		m, err := mastodon.Measure(ctx, time.Second)
+		if err != nil || m.Requests < 2*analysis.DefaultMinRequests || m.Requests > 1000 {
+			t.Fatalf("counted %v requests (%v), want hundreds", m.Requests, err)
+		}
+		if r := analysis.Evaluate(analysis.DefaultThresholds(), analysis.Baseline{}, []analysis.Measurement{m}, nil, analysis.State{}, time.Now()); r.Verdict != analysis.Pass {
+			t.Fatalf("verdict %s: %s", r.Verdict, analysis.Describe(r))
+		}
+	})
+	t.Run("a trickle is counted, and too few requests to judge", func(t *testing.T) {
+		quiet := provider(t, Config{Ingress: "quiet"})
+		var m analysis.Measurement
+		gomega.NewWithT(t).Eventually(func() error {
+			var err error
+			if m, err = quiet.Measure(ctx, time.Second); err == nil && (m.Requests < 4 || m.ErrorRate == nil) {
+				err = fmt.Errorf("measured %+v", m)
+			}
+			return err
+		}).WithTimeout(15 * time.Second).WithPolling(500 * time.Millisecond).Should(gomega.Succeed())
+		// Two requests a second over the 4 s window, half of them 502.
+		if m.Requests > 20 || math.Abs(*m.ErrorRate-0.5) > 0.001 {
+			t.Fatalf("counted %v requests at an error rate of %v, want about 8 at 0.5", m.Requests, *m.ErrorRate)
+		}
+		r := analysis.Evaluate(analysis.DefaultThresholds(), analysis.Baseline{}, []analysis.Measurement{m}, nil, analysis.State{}, time.Now())
+		if r.Verdict != analysis.Inconclusive || len(r.Breaches) > 0 {
+			t.Fatalf("a 50%% error rate over %v requests: verdict %s, breaches %v; want Inconclusive", m.Requests, r.Verdict, r.Breaches)
+		}
+		t.Log(analysis.Describe(r))
 	})
 	t.Run("an Ingress without series is no data", func(t *testing.T) {
 		if m, err := provider(t, Config{Ingress: "absent"}).Measure(ctx, time.Second); err == nil {
@@ -176,9 +213,10 @@ func TestMeasureIngressNginxMetrics(t *testing.T) {
 	})
 	t.Run("a custom query", func(t *testing.T) {
 		p := provider(t, Config{Ingress: "mastodon", LatencyQuery: "vector(1.5)",
-			ErrorRateQuery: `sum(rate(nginx_ingress_controller_requests{namespace="$namespace",ingress="other"}[$window])) / 1000`})
+			ErrorRateQuery: `sum(rate(nginx_ingress_controller_requests{namespace="$namespace",ingress="other"}[$window])) / 1000`,
+			RequestsQuery:  "vector(120)"})
 		m, err := p.Measure(ctx, time.Second)
-		if err != nil || m.ErrorRate == nil || m.Latency == nil || *m.Latency != 1500*time.Millisecond {
+		if err != nil || m.ErrorRate == nil || m.Latency == nil || *m.Latency != 1500*time.Millisecond || m.Requests != 120 {
 			t.Fatalf("measured %+v, %v", m, err)
 		}
 	})
