@@ -357,6 +357,18 @@ func (r *MastodonMigrationReconciler) rollbackUninstall(ctx context.Context, m *
 			return outcome{}, err
 		}
 		name, timeout := m.Spec.Release.Name, releaseTimeout(m)
+		if rb := m.Status.Rollback; rb.Uninstall == nil {
+			// Recorded before anything goes, so that what is deleted, and what is left for a
+			// person to delete, is known even if the uninstall dies half-way.
+			list, err := helm.PlanUninstall(cfg, name)
+			if err != nil {
+				return outcome{}, err
+			}
+			if list != nil {
+				rb.Uninstall = uninstallStatus(name, list)
+				r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, "Uninstalling", "Rollback", "%s", eventNote(rb.Uninstall.Summary))
+			}
+		}
 		if a, err = r.Helm.start(ctx, m, actionUninstall, func(ctx context.Context) (*release.Release, error) {
 			return nil, helm.Uninstall(ctx, cfg, name, timeout)
 		}); err != nil {
@@ -374,7 +386,38 @@ func (r *MastodonMigrationReconciler) rollbackUninstall(ctx context.Context, m *
 	if m.Status.Release != nil {
 		m.Status.Release.Status = "uninstalled"
 	}
-	return outcome{state: v1alpha1.StepSucceeded, message: "release " + m.Spec.Release.Name + " uninstalled"}, nil
+	msg := "release " + m.Spec.Release.Name + " uninstalled"
+	if u := m.Status.Rollback.Uninstall; u != nil && len(u.Keeps) > 0 {
+		msg += fmt.Sprintf("; %d objects kept, listed in status.rollback.uninstall.keeps", len(u.Keeps))
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: msg}, nil
+}
+
+// maxUninstallNames is how many objects status.rollback.uninstall lists of each kind of fate
+// (its maxItems), and uninstallNamed how many kept ones its summary names.
+const (
+	maxUninstallNames = 50
+	uninstallNamed    = 10
+)
+
+// uninstallStatus is the record of what uninstalling the release does: counts first, then the
+// kept objects by name, as many as the summary holds; the lists are cut to their limit.
+func uninstallStatus(release string, list *helm.UninstallList) *v1alpha1.UninstallStatus {
+	summary := fmt.Sprintf("uninstalling release %s deletes %s and keeps %d", release,
+		counted(int32(len(list.Deletes)), "object", "objects"), len(list.Keeps))
+	if n := len(list.Keeps); n > 0 {
+		named := list.Keeps[:min(n, uninstallNamed)]
+		summary += ": " + strings.Join(named, ", ")
+		if n > len(named) {
+			summary += fmt.Sprintf(" and %d more (status.rollback.uninstall.keeps)", n-len(named))
+		}
+		summary += "; the operator never deletes them: delete them by hand once their data is safe"
+	}
+	return &v1alpha1.UninstallStatus{
+		Summary: summary,
+		Deletes: list.Deletes[:min(len(list.Deletes), maxUninstallNames)],
+		Keeps:   list.Keeps[:min(len(list.Keeps), maxUninstallNames)],
+	}
 }
 
 // rollbackRestore puts every snapshotted object back exactly as it was before the migration:

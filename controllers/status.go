@@ -242,6 +242,14 @@ func boundMigrationStatus(st *v1alpha1.MastodonMigrationStatus) {
 	if rb := st.Rollback; rb != nil {
 		rb.Reason = truncate(rb.Reason, maxRollbackText)
 		rb.Result = truncate(rb.Result, maxRollbackText)
+		if u := rb.Uninstall; u != nil {
+			u.Summary = truncate(u.Summary, maxRollbackText)
+			for _, names := range [][]string{u.Deletes, u.Keeps} {
+				for i := range names {
+					names[i] = truncate(names[i], maxFindingObject)
+				}
+			}
+		}
 	}
 	if a := st.Analysis; a != nil {
 		for i := range a.Providers {
