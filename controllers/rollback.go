@@ -18,7 +18,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/database"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+	"github.com/mastodon-operator/mastodon-operator/internal/preflight"
 	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
 	"github.com/mastodon-operator/mastodon-operator/internal/traffic"
 	"github.com/mastodon-operator/mastodon-operator/internal/workload"
@@ -40,6 +42,9 @@ const (
 	StepRollbackRestore = "RollbackRestore"
 	StepRollbackStopAll = "RollbackStopAll"
 	StepRollbackDB      = "RollbackDatabase"
+	// StepRollbackInstance checks, before level 3 stops anything, whose databases the restore
+	// rewinds.
+	StepRollbackInstance = "RollbackCheckInstance"
 	// StepRollbackMaintenance removes the maintenance page of the Maintenance strategy.
 	StepRollbackMaintenance = "RollbackRemoveMaintenancePage"
 )
@@ -83,6 +88,10 @@ func (r *MastodonMigrationReconciler) rollbackPlan(m *v1alpha1.MastodonMigration
 	}
 	if level >= 3 {
 		return []step{
+			// Refused, it waits for a person's spec change (sharedInstance: confirmed); nothing
+			// has stopped yet, and the stack serves on.
+			{name: StepRollbackInstance, phase: v1alpha1.PhaseRollingBack, run: r.rollbackCheckInstance,
+				timeout: unlimited, effect: readOnly, onFailure: stopForPerson},
 			undo(StepRollbackStopAll, r.rollbackStopAll),
 			undo(StepRollbackDB, r.rollbackDatabase),
 			undo(StepRollbackTraffic, r.rollbackTraffic),
@@ -485,6 +494,39 @@ func (r *MastodonMigrationReconciler) rollbackStopAll(ctx context.Context, m *v1
 		}
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d Deployments of the old stack and the release scaled to 0", len(all))}, nil
+}
+
+// rollbackCheckInstance lists the databases on the Cloud SQL instance, as they are now: a restore
+// of its backup rewinds every one of them. When it holds others than Mastodon's (and Cloud SQL's
+// own), level 3 goes on only with spec.rollback.database.cloudSQL.sharedInstance: confirmed.
+func (r *MastodonMigrationReconciler) rollbackCheckInstance(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	instance := m.Spec.Rollback.Database.CloudSQL
+	if instance == nil {
+		return outcome{state: v1alpha1.StepSkipped, message: "no Cloud SQL instance is configured"}, nil
+	}
+	all, err := r.cloudSQLDatabases(ctx, instance.Project, instance.Instance)
+	if err != nil {
+		return outcome{}, err
+	}
+	values, err := r.releaseValues(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	own := preflight.OwnDatabase(values)
+	name := instance.Project + "/" + instance.Instance
+	others := database.OtherDatabases(all, own)
+	switch {
+	case len(others) == 0:
+		return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf(
+			"Cloud SQL instance %s holds no database besides Mastodon's %s and Cloud SQL's own", name, own)}, nil
+	case instance.SharedInstance == v1alpha1.SharedInstanceConfirmed:
+		return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf(
+			"Cloud SQL instance %s is shared with %s: sharedInstance confirmed, the restore rewinds them too", name, preflight.Names(others))}, nil
+	}
+	return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf(
+		"level 3 refused: Cloud SQL instance %s also holds %s besides Mastodon's %s, and restoring its backup rewinds "+
+			"every database on it; nothing was stopped or restored. To restore anyway, set "+
+			"spec.rollback.database.cloudSQL.sharedInstance: confirmed", name, preflight.Names(others), own)}, nil
 }
 
 // rollbackDatabase restores the pre-migration Cloud SQL backup onto the instance and waits for

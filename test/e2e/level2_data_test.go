@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -20,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
 	"github.com/mastodon-operator/mastodon-operator/test/fixture"
 )
 
@@ -148,4 +151,80 @@ func TestLevel2RollbackKeepsTheReleasesVolumes(t *testing.T) {
 	var pvcs corev1.PersistentVolumeClaimList
 	g.Expect(h.Client.List(ctx, &pvcs, client.InNamespace(ns))).To(gomega.Succeed())
 	g.Expect(pvcs.Items).To(gomega.HaveLen(len(claims)))
+}
+
+// TestLevel3RefusesOnASharedInstanceUntilConfirmed backs up a Cloud SQL instance that also holds
+// two other applications' databases. Preflight lists them; a confirmed level 3 rollback then
+// refuses before it stops anything, names them in status and an Event, and goes on once
+// spec.rollback.database.cloudSQL.sharedInstance is confirmed.
+func TestLevel3RefusesOnASharedInstanceUntilConfirmed(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-level3-shared"
+	cloudSQL.AddInstance("my-project", "shared-db")
+	g := gomega.NewWithT(t)
+	g.Expect(cloudSQL.AddDatabase("my-project", "shared-db", "mastodon_production", "pixelfed", "matrix_synapse")).To(gomega.Succeed())
+	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseObserving, func(m *v1alpha1.MastodonMigration) {
+		m.Spec.Rollback.Database.CloudSQL = &v1alpha1.CloudSQLInstance{Project: "my-project", Instance: "shared-db"}
+		m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+	})
+	got, _ := getMigration(ctx, m)()
+	var listed []string
+	for _, f := range got.Status.Preflight {
+		if f.Check == "CloudSQLDatabases" {
+			listed = append(listed, string(f.Class)+": "+f.Object+" "+f.Message)
+		}
+	}
+	t.Logf("preflight: %v", listed)
+	g.Expect(listed).To(gomega.ConsistOf(gomega.And(gomega.HavePrefix("Informational: Cloud SQL instance my-project/shared-db shared"),
+		gomega.ContainSubstring("pixelfed, matrix_synapse"))))
+
+	latest := got.DeepCopy()
+	raised := latest.DeepCopy()
+	raised.Spec.RollbackLevel, raised.Spec.ConfirmDataLoss = 3, true
+	g.Expect(h.Client.Patch(ctx, raised, client.MergeFrom(latest))).To(gomega.Succeed())
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseFailed))
+	got, _ = getMigration(ctx, m)()
+	refusal := ""
+	for _, s := range got.Status.Steps {
+		if s.Name == "RollbackCheckInstance" {
+			refusal = s.Message
+			g.Expect(s.State).To(gomega.Equal(v1alpha1.StepFailed))
+		}
+		g.Expect(s.Name).NotTo(gomega.Equal("RollbackStopAll"), "level 3 stopped the stack before it refused")
+	}
+	t.Logf("refusal: %s", refusal)
+	g.Expect(refusal).To(gomega.HavePrefix("level 3 refused: Cloud SQL instance my-project/shared-db also holds pixelfed, matrix_synapse " +
+		"besides Mastodon's mastodon_production"))
+	g.Expect(refusal).To(gomega.ContainSubstring("set spec.rollback.database.cloudSQL.sharedInstance: confirmed"))
+	g.Expect(meta.FindStatusCondition(got.Status.Conditions, "Stalled")).To(gomega.And(
+		gomega.HaveField("Status", metav1.ConditionTrue), gomega.HaveField("Message", refusal)))
+	var events eventsv1.EventList
+	g.Expect(h.Client.List(ctx, &events, client.InNamespace(ns))).To(gomega.Succeed())
+	var notes []string
+	for _, e := range events.Items {
+		if e.Reason == "RollbackCheckInstanceFailed" {
+			notes = append(notes, e.Note)
+		}
+	}
+	g.Expect(notes).To(gomega.ConsistOf(refusal))
+	g.Expect(cloudSQL.Restored("my-project", "shared-db")).To(gomega.BeEmpty())
+	for _, name := range []string{"mastodon-helm-web", "mastodon-helm-streaming"} {
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
+		g.Expect(*d.Spec.Replicas).NotTo(gomega.BeZero(), name+" still serves")
+	}
+
+	latest = got.DeepCopy()
+	confirmed := latest.DeepCopy()
+	confirmed.Spec.Rollback.Database.CloudSQL.SharedInstance = v1alpha1.SharedInstanceConfirmed
+	g.Expect(h.Client.Patch(ctx, confirmed, client.MergeFrom(latest))).To(gomega.Succeed())
+	eventually(t, getMigration(ctx, m)).WithTimeout(2 * time.Minute).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	got, _ = getMigration(ctx, m)()
+	g.Expect(stepStates(got)).To(gomega.ContainElements("RollbackCheckInstance=Succeeded", "RollbackStopAll=Succeeded",
+		"RollbackDatabase=Succeeded", "RollbackRestore=Succeeded"))
+	g.Expect(cloudSQL.Restored("my-project", "shared-db")).To(gomega.Equal([]string{got.Status.DatabaseBackup.ID}))
+	after := liveObjects(t, ctx, ns, objs)
+	for key, b := range before {
+		g.Expect(snapshot.Compare(after[key], b)).To(gomega.BeEmpty(), key)
+	}
 }
