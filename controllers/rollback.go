@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -420,7 +421,10 @@ func uninstallStatus(release string, list *helm.UninstallList) *v1alpha1.Uninsta
 		if n > len(named) {
 			summary += fmt.Sprintf(" and %d more (status.rollback.uninstall.keeps)", n-len(named))
 		}
-		summary += "; the operator never deletes them: delete them by hand once their data is safe"
+		summary += "; the operator never deletes a kept object"
+		if slices.ContainsFunc(list.Keeps, func(key string) bool { return strings.HasPrefix(key, "PersistentVolumeClaim/") }) {
+			summary += ": delete the PersistentVolumeClaims by hand once their data is safe elsewhere"
+		}
 	}
 	return &v1alpha1.UninstallStatus{
 		Summary: summary,

@@ -108,7 +108,7 @@ func TestUninstallStatusCountsThenNamesWhatIsKept(t *testing.T) {
 	st := uninstallStatus("mastodon-helm", &helm.UninstallList{Deletes: deletes, Keeps: keeps})
 	want := "uninstalling release mastodon-helm deletes 70 objects and keeps 12: PersistentVolumeClaim/p0, "
 	if !strings.HasPrefix(st.Summary, want) || !strings.Contains(st.Summary, "PersistentVolumeClaim/p9 and 2 more") ||
-		strings.Contains(st.Summary, "p10") || !strings.Contains(st.Summary, "delete them by hand") {
+		strings.Contains(st.Summary, "p10") || !strings.Contains(st.Summary, "delete the PersistentVolumeClaims by hand") {
 		t.Errorf("summary %q, want it to start %q and name the first 10 kept", st.Summary, want)
 	}
 	if len(st.Deletes) != maxUninstallNames || len(st.Keeps) != 12 {
