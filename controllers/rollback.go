@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/database"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+	"github.com/mastodon-operator/mastodon-operator/internal/preflight"
 	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
 	"github.com/mastodon-operator/mastodon-operator/internal/traffic"
 	"github.com/mastodon-operator/mastodon-operator/internal/workload"
@@ -40,6 +43,9 @@ const (
 	StepRollbackRestore = "RollbackRestore"
 	StepRollbackStopAll = "RollbackStopAll"
 	StepRollbackDB      = "RollbackDatabase"
+	// StepRollbackInstance checks, before level 3 stops anything, whose databases the restore
+	// rewinds.
+	StepRollbackInstance = "RollbackCheckInstance"
 	// StepRollbackMaintenance removes the maintenance page of the Maintenance strategy.
 	StepRollbackMaintenance = "RollbackRemoveMaintenancePage"
 )
@@ -83,6 +89,10 @@ func (r *MastodonMigrationReconciler) rollbackPlan(m *v1alpha1.MastodonMigration
 	}
 	if level >= 3 {
 		return []step{
+			// Refused, it waits for a person's spec change (sharedInstance: confirmed); nothing
+			// has stopped yet, and the stack serves on.
+			{name: StepRollbackInstance, phase: v1alpha1.PhaseRollingBack, run: r.rollbackCheckInstance,
+				timeout: unlimited, effect: readOnly, onFailure: stopForPerson},
 			undo(StepRollbackStopAll, r.rollbackStopAll),
 			undo(StepRollbackDB, r.rollbackDatabase),
 			undo(StepRollbackTraffic, r.rollbackTraffic),
@@ -358,6 +368,18 @@ func (r *MastodonMigrationReconciler) rollbackUninstall(ctx context.Context, m *
 			return outcome{}, err
 		}
 		name, timeout := m.Spec.Release.Name, releaseTimeout(m)
+		if rb := m.Status.Rollback; rb.Uninstall == nil {
+			// Recorded before anything goes, so that what is deleted, and what is left for a
+			// person to delete, is known even if the uninstall dies half-way.
+			list, err := helm.PlanUninstall(cfg, name)
+			if err != nil {
+				return outcome{}, err
+			}
+			if list != nil {
+				rb.Uninstall = uninstallStatus(name, list)
+				r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, "Uninstalling", "Rollback", "%s", eventNote(rb.Uninstall.Summary))
+			}
+		}
 		if a, err = r.Helm.start(ctx, m, actionUninstall, func(ctx context.Context) (*release.Release, error) {
 			return nil, helm.Uninstall(ctx, cfg, name, timeout)
 		}); err != nil {
@@ -375,7 +397,41 @@ func (r *MastodonMigrationReconciler) rollbackUninstall(ctx context.Context, m *
 	if m.Status.Release != nil {
 		m.Status.Release.Status = "uninstalled"
 	}
-	return outcome{state: v1alpha1.StepSucceeded, message: "release " + m.Spec.Release.Name + " uninstalled"}, nil
+	msg := "release " + m.Spec.Release.Name + " uninstalled"
+	if u := m.Status.Rollback.Uninstall; u != nil && len(u.Keeps) > 0 {
+		msg += fmt.Sprintf("; %d objects kept, listed in status.rollback.uninstall.keeps", len(u.Keeps))
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: msg}, nil
+}
+
+// maxUninstallNames is how many objects status.rollback.uninstall lists of each kind of fate
+// (its maxItems), and uninstallNamed how many kept ones its summary names.
+const (
+	maxUninstallNames = 50
+	uninstallNamed    = 10
+)
+
+// uninstallStatus is the record of what uninstalling the release does: counts first, then the
+// kept objects by name, as many as the summary holds; the lists are cut to their limit.
+func uninstallStatus(release string, list *helm.UninstallList) *v1alpha1.UninstallStatus {
+	summary := fmt.Sprintf("uninstalling release %s deletes %s and keeps %d", release,
+		counted(int32(len(list.Deletes)), "object", "objects"), len(list.Keeps))
+	if n := len(list.Keeps); n > 0 {
+		named := list.Keeps[:min(n, uninstallNamed)]
+		summary += ": " + strings.Join(named, ", ")
+		if n > len(named) {
+			summary += fmt.Sprintf(" and %d more (status.rollback.uninstall.keeps)", n-len(named))
+		}
+		summary += "; the operator never deletes a kept object"
+		if slices.ContainsFunc(list.Keeps, func(key string) bool { return strings.HasPrefix(key, "PersistentVolumeClaim/") }) {
+			summary += ": delete the PersistentVolumeClaims by hand once their data is safe elsewhere"
+		}
+	}
+	return &v1alpha1.UninstallStatus{
+		Summary: summary,
+		Deletes: list.Deletes[:min(len(list.Deletes), maxUninstallNames)],
+		Keeps:   list.Keeps[:min(len(list.Keeps), maxUninstallNames)],
+	}
 }
 
 // rollbackRestore puts every snapshotted object back exactly as it was before the migration:
@@ -443,6 +499,39 @@ func (r *MastodonMigrationReconciler) rollbackStopAll(ctx context.Context, m *v1
 		}
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d Deployments of the old stack and the release scaled to 0", len(all))}, nil
+}
+
+// rollbackCheckInstance lists the databases on the Cloud SQL instance, as they are now: a restore
+// of its backup rewinds every one of them. When it holds others than Mastodon's (and Cloud SQL's
+// own), level 3 goes on only with spec.rollback.database.cloudSQL.sharedInstance: confirmed.
+func (r *MastodonMigrationReconciler) rollbackCheckInstance(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
+	instance := m.Spec.Rollback.Database.CloudSQL
+	if instance == nil {
+		return outcome{state: v1alpha1.StepSkipped, message: "no Cloud SQL instance is configured"}, nil
+	}
+	all, err := r.cloudSQLDatabases(ctx, instance.Project, instance.Instance)
+	if err != nil {
+		return outcome{}, err
+	}
+	values, err := r.releaseValues(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	own := preflight.OwnDatabase(values)
+	name := instance.Project + "/" + instance.Instance
+	others := database.OtherDatabases(all, own)
+	switch {
+	case len(others) == 0:
+		return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf(
+			"Cloud SQL instance %s holds no database besides Mastodon's %s and Cloud SQL's own", name, own)}, nil
+	case instance.SharedInstance == v1alpha1.SharedInstanceConfirmed:
+		return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf(
+			"Cloud SQL instance %s is shared with %s: sharedInstance confirmed, the restore rewinds them too", name, preflight.Names(others))}, nil
+	}
+	return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf(
+		"level 3 refused: Cloud SQL instance %s also holds %s besides Mastodon's %s, and restoring its backup rewinds "+
+			"every database on it; nothing was stopped or restored. To restore anyway, set "+
+			"spec.rollback.database.cloudSQL.sharedInstance: confirmed", name, preflight.Names(others), own)}, nil
 }
 
 // rollbackDatabase restores the pre-migration Cloud SQL backup onto the instance and waits for

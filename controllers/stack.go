@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -135,6 +136,34 @@ func referencedConfig(src sourceStack) (configMaps, secrets []string) {
 		}
 	}
 	return configMaps, secrets
+}
+
+// readConfig lists the ConfigMaps and Secrets that the source pods read at all: their env
+// (referencedConfig) and their volumes, projected ones included.
+func readConfig(src sourceStack) (configMaps, secrets []string) {
+	configMaps, secrets = referencedConfig(src)
+	for _, d := range src.all() {
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.ConfigMap != nil {
+				configMaps = append(configMaps, v.ConfigMap.Name)
+			}
+			if v.Secret != nil {
+				secrets = append(secrets, v.Secret.SecretName)
+			}
+			if v.Projected == nil {
+				continue
+			}
+			for _, p := range v.Projected.Sources {
+				if p.ConfigMap != nil {
+					configMaps = append(configMaps, p.ConfigMap.Name)
+				}
+				if p.Secret != nil {
+					secrets = append(secrets, p.Secret.Name)
+				}
+			}
+		}
+	}
+	return slices.Compact(slices.Sorted(slices.Values(configMaps))), slices.Compact(slices.Sorted(slices.Values(secrets)))
 }
 
 // scaleToZero sets a Deployment's replicas to 0, unless they are already.

@@ -138,9 +138,10 @@ func markOutcome(m *v1alpha1.MastodonMigration, s step, out outcome) bool {
 		return true
 	case v1alpha1.StepFailed:
 		switch rb := m.Status.Rollback; {
-		case rb != nil && rb.FinishedAt == nil:
+		case rb != nil && rb.FinishedAt == nil && s.onFailure != stopForPerson:
 			// The failure started a rollback, or came during one: the operator acts on, no
-			// person is needed.
+			// person is needed, unless the rollback's own step waits for one (level 3 on a
+			// shared Cloud SQL instance).
 			setProgress(&m.Status.Conditions, m.Generation, progressReconciling, s.name+"Failed", out.message)
 		case s.onFailure != retry:
 			markFailed(m, s.name+"Failed", out.message)
@@ -242,6 +243,14 @@ func boundMigrationStatus(st *v1alpha1.MastodonMigrationStatus) {
 	if rb := st.Rollback; rb != nil {
 		rb.Reason = truncate(rb.Reason, maxRollbackText)
 		rb.Result = truncate(rb.Result, maxRollbackText)
+		if u := rb.Uninstall; u != nil {
+			u.Summary = truncate(u.Summary, maxRollbackText)
+			for _, names := range [][]string{u.Deletes, u.Keeps} {
+				for i := range names {
+					names[i] = truncate(names[i], maxFindingObject)
+				}
+			}
+		}
 	}
 	if a := st.Analysis; a != nil {
 		for i := range a.Providers {

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/helm"
 )
 
 func TestTruncateKeepsToTheLimitAndSaysWhatIsCut(t *testing.T) {
@@ -33,8 +34,9 @@ func TestBoundMigrationStatusCutsEveryLimitedField(t *testing.T) {
 	st := v1alpha1.MastodonMigrationStatus{
 		Steps:     []v1alpha1.StepStatus{{Name: StepPreflight, Message: long}},
 		Preflight: []v1alpha1.Finding{{Check: long, Object: long, Message: long}},
-		Rollback:  &v1alpha1.RollbackStatus{Reason: long, Result: long},
-		Analysis:  &v1alpha1.AnalysisStatus{Providers: []v1alpha1.ProviderStatus{{Name: "http", Message: long}}},
+		Rollback: &v1alpha1.RollbackStatus{Reason: long, Result: long,
+			Uninstall: &v1alpha1.UninstallStatus{Summary: long, Deletes: []string{long}, Keeps: []string{long}}},
+		Analysis: &v1alpha1.AnalysisStatus{Providers: []v1alpha1.ProviderStatus{{Name: "http", Message: long}}},
 	}
 	setProgress(&st.Conditions, 1, progressStalled, "PreflightFailed", long)
 	boundMigrationStatus(&st)
@@ -49,6 +51,9 @@ func TestBoundMigrationStatusCutsEveryLimitedField(t *testing.T) {
 		"preflight[0].message":          {st.Preflight[0].Message, 1024},
 		"rollback.reason":               {st.Rollback.Reason, 2048},
 		"rollback.result":               {st.Rollback.Result, 2048},
+		"rollback.uninstall.summary":    {st.Rollback.Uninstall.Summary, 2048},
+		"rollback.uninstall.deletes[0]": {st.Rollback.Uninstall.Deletes[0], 512},
+		"rollback.uninstall.keeps[0]":   {st.Rollback.Uninstall.Keeps[0], 512},
 		"analysis.providers[0].message": {st.Analysis.Providers[0].Message, 1024},
 	} {
 		if len(got.s) > got.max || !strings.Contains(got.s, "more bytes)") {
@@ -87,5 +92,29 @@ func TestFindingsMostSeriousFirstAndCounted(t *testing.T) {
 		if got := preflightMessage(tc.sum); got != tc.want {
 			t.Errorf("%+v: got %q, want %q", tc.sum, got, tc.want)
 		}
+	}
+}
+
+// The record of an uninstall counts both lists, names the kept objects first in its summary,
+// and lists at most maxItems of each.
+func TestUninstallStatusCountsThenNamesWhatIsKept(t *testing.T) {
+	var deletes, keeps []string
+	for i := range 70 {
+		deletes = append(deletes, fmt.Sprintf("Deployment/d%d", i))
+	}
+	for i := range 12 {
+		keeps = append(keeps, fmt.Sprintf("PersistentVolumeClaim/p%d", i))
+	}
+	st := uninstallStatus("mastodon-helm", &helm.UninstallList{Deletes: deletes, Keeps: keeps})
+	want := "uninstalling release mastodon-helm deletes 70 objects and keeps 12: PersistentVolumeClaim/p0, "
+	if !strings.HasPrefix(st.Summary, want) || !strings.Contains(st.Summary, "PersistentVolumeClaim/p9 and 2 more") ||
+		strings.Contains(st.Summary, "p10") || !strings.Contains(st.Summary, "delete the PersistentVolumeClaims by hand") {
+		t.Errorf("summary %q, want it to start %q and name the first 10 kept", st.Summary, want)
+	}
+	if len(st.Deletes) != maxUninstallNames || len(st.Keeps) != 12 {
+		t.Errorf("%d deletes and %d keeps listed, want %d and 12", len(st.Deletes), len(st.Keeps), maxUninstallNames)
+	}
+	if none := uninstallStatus("r", &helm.UninstallList{Deletes: deletes[:1]}); none.Summary != "uninstalling release r deletes 1 object and keeps 0" {
+		t.Errorf("summary %q", none.Summary)
 	}
 }

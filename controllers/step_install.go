@@ -99,7 +99,13 @@ func (r *MastodonMigrationReconciler) startInstall(ctx context.Context, m *v1alp
 	if err != nil {
 		return nil, outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
 	}
-	opts = append(opts, helm.WithSecretEnv(secretEnv))
+	src, err := r.sourceStack(ctx, m)
+	if err != nil {
+		return nil, outcome{}, err
+	}
+	// Level 2 uninstalls the release: what holds data, or what the old pods read, must outlive it.
+	configMaps, secrets := readConfig(src)
+	opts = append(opts, helm.WithSecretEnv(secretEnv), helm.WithKeep(helm.Keep{Secrets: secrets, ConfigMaps: configMaps}))
 	name, namespace, timeout := m.Spec.Release.Name, m.Namespace, releaseTimeout(m)
 	a, err := r.Helm.start(ctx, m, actionInstall, func(ctx context.Context) (*release.Release, error) {
 		return helm.Install(ctx, cfg, chrt, name, namespace, vals, timeout, opts...)

@@ -25,7 +25,8 @@ const maxFindings = 50
 func (r *MastodonMigrationReconciler) preflight(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
 	in := preflight.Input{Client: r.Client, Writer: r.Client, Migration: m, Charts: r.Charts,
 		Values:    func(ctx context.Context) (map[string]any, error) { return r.previewValues(ctx, m) },
-		SecretEnv: func(ctx context.Context) ([]v1alpha1.SecretEnvVar, error) { return r.previewSecretEnv(ctx, m) }}
+		SecretEnv: func(ctx context.Context) ([]v1alpha1.SecretEnvVar, error) { return r.previewSecretEnv(ctx, m) },
+		Databases: r.cloudSQLDatabases}
 	findings, err := preflight.Run(ctx, in, preflight.Checklist())
 	if err != nil {
 		return outcome{}, err
@@ -127,4 +128,13 @@ func counted(n int32, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// cloudSQLDatabases lists the databases of a Cloud SQL instance through the Admin API.
+func (r *MastodonMigrationReconciler) cloudSQLDatabases(ctx context.Context, project, instance string) ([]string, error) {
+	db, err := r.CloudSQL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return db.Databases(ctx, project, instance)
 }

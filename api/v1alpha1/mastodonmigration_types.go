@@ -668,7 +668,20 @@ type CloudSQLInstance struct {
 	// +kubebuilder:validation:MinLength=1
 	// +required
 	Instance string `json:"instance"`
+
+	// SharedInstance: "confirmed" says that a level 3 rollback may restore the backup although
+	// the instance holds other databases than Mastodon's: a restore rewinds every database on
+	// the instance. Without it, level 3 refuses on such an instance and names the others.
+	// +kubebuilder:validation:Enum=confirmed
+	// +optional
+	SharedInstance SharedInstance `json:"sharedInstance,omitempty"`
 }
+
+// SharedInstance confirms that restoring the instance's backup may rewind other databases.
+type SharedInstance string
+
+// SharedInstanceConfirmed is the one value of spec.rollback.database.cloudSQL.sharedInstance.
+const SharedInstanceConfirmed SharedInstance = "confirmed"
 
 // Phase is where a migration stands.
 // +kubebuilder:validation:Enum=Pending;Preflight;BackingUp;Installing;Verifying;ShiftingTraffic;Observing;Completed;RollingBack;RolledBack;Failed
@@ -1081,6 +1094,31 @@ type RollbackStatus struct {
 	// +kubebuilder:validation:MaxLength=2048
 	// +optional
 	Result string `json:"result,omitempty"`
+	// Uninstall is what the level 2 uninstall of the release deletes and what it keeps, recorded
+	// before it runs. The kept objects (the release's PersistentVolumeClaims, and the Secrets and
+	// ConfigMaps the old stack reads too) stay for a person to delete once the data is safe.
+	// +optional
+	Uninstall *UninstallStatus `json:"uninstall,omitempty"`
+}
+
+// UninstallStatus lists, as Kind/name, what uninstalling the release does to its objects.
+type UninstallStatus struct {
+	// Summary counts both lists, then names what is kept.
+	// +kubebuilder:validation:MaxLength=2048
+	// +required
+	Summary string `json:"summary"`
+	// Deletes are the objects the uninstall deletes, the first 50.
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:items:MaxLength=512
+	// +listType=atomic
+	// +optional
+	Deletes []string `json:"deletes,omitempty"`
+	// Keeps are the objects it leaves in place (helm.sh/resource-policy: keep), the first 50.
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:items:MaxLength=512
+	// +listType=atomic
+	// +optional
+	Keeps []string `json:"keeps,omitempty"`
 }
 
 // MastodonMigration carries a Kustomize-managed Mastodon over to a Helm release of the official

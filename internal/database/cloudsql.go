@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -418,4 +419,46 @@ func asGoogleAPI(err error) *googleapi.Error {
 		return gerr
 	}
 	return nil
+}
+
+// systemDatabases are the databases Cloud SQL for PostgreSQL keeps on every instance for itself:
+// `postgres`, which every instance is created with and which holds no application's data unless
+// someone put it there, and `cloudsqladmin`, Cloud SQL's own (not listed by the API, but named
+// in case it is); `template0` and `template1` are PostgreSQL's templates. A restore rewinds them
+// too, harmlessly.
+var systemDatabases = []string{"postgres", "cloudsqladmin", "template0", "template1"}
+
+// Databases lists the names of the databases on the instance, in the API's order.
+func (c *CloudSQL) Databases(ctx context.Context, project, instance string) ([]string, error) {
+	if err := need("project", project, "instance", instance); err != nil {
+		return nil, err
+	}
+	list, err := c.svc.Databases.List(project, instance).Context(ctx).Do()
+	if err != nil {
+		return nil, apiError(err, apiCall{
+			doing:      fmt.Sprintf("listing the databases of Cloud SQL instance %s in project %s", instance, project),
+			project:    project,
+			instance:   instance,
+			permission: "cloudsql.databases.list",
+		})
+	}
+	var names []string
+	for _, db := range list.Items {
+		if db != nil && db.Name != "" {
+			names = append(names, db.Name)
+		}
+	}
+	return names, nil
+}
+
+// OtherDatabases are the databases of all that a restore of the instance would rewind besides
+// own and Cloud SQL's system databases: another application's, or another Mastodon's.
+func OtherDatabases(all []string, own string) []string {
+	var other []string
+	for _, name := range all {
+		if name != own && !slices.Contains(systemDatabases, name) && !slices.Contains(other, name) {
+			other = append(other, name)
+		}
+	}
+	return other
 }

@@ -491,3 +491,54 @@ func TestTransientAndArgumentErrors(t *testing.T) {
 	_, err = db.Operation(ctx, project, "op")
 	wantContains(t, err, "looking at Cloud SQL operation op in project "+project, "could not reach the Cloud SQL Admin API")
 }
+
+// Databases reads the instance's databases through databases.list; OtherDatabases leaves out
+// the migration's own and Cloud SQL's postgres, and names the rest.
+func TestDatabasesOfASharedInstance(t *testing.T) {
+	srv, db := setup(t, sqladmintest.Options{})
+	ctx := context.Background()
+	alone, err := db.Databases(ctx, project, instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddDatabase(project, instance, "mastodon_production"); err != nil {
+		t.Fatal(err)
+	}
+	own, err := db.Databases(ctx, project, instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddDatabase(project, instance, "pixelfed", "matrix_synapse"); err != nil {
+		t.Fatal(err)
+	}
+	shared, err := db.Databases(ctx, project, instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		all       []string
+		wantAll   string
+		wantOther string
+	}{
+		{alone, "postgres", ""},
+		{own, "postgres,mastodon_production", ""},
+		{shared, "postgres,mastodon_production,pixelfed,matrix_synapse", "pixelfed,matrix_synapse"},
+	} {
+		if got := strings.Join(c.all, ","); got != c.wantAll {
+			t.Errorf("Databases = %s, want %s", got, c.wantAll)
+		}
+		if got := strings.Join(database.OtherDatabases(c.all, "mastodon_production"), ","); got != c.wantOther {
+			t.Errorf("OtherDatabases(%v) = %s, want %s", c.all, got, c.wantOther)
+		}
+	}
+	if got := database.OtherDatabases(shared, "pixelfed"); strings.Join(got, ",") != "mastodon_production,matrix_synapse" {
+		t.Errorf("with pixelfed as its own database, the others are %v", got)
+	}
+
+	srv.Deny("cloudsql.databases.list")
+	_, err = db.Databases(ctx, project, instance)
+	wantContains(t, err, "listing the databases of Cloud SQL instance "+instance, "missing permission cloudsql.databases.list")
+	if _, err := db.Databases(ctx, project, "nope"); err == nil {
+		t.Error("an unknown instance listed databases")
+	}
+}

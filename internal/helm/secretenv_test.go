@@ -107,7 +107,7 @@ func TestSecretEnvReachesEveryMastodonContainer(t *testing.T) {
 // chart gives it.
 func TestSecretEnvIsIdempotent(t *testing.T) {
 	vars := append([]v1alpha1.SecretEnvVar{{Name: "SECRET_KEY_BASE", SecretName: "elsewhere", Key: "other"}}, otpSecret...)
-	once, err := SecretEnv(vars).Run(bytes.NewBufferString(manifestOf(t)))
+	once, err := SecretEnv(vars).Run(bytes.NewBufferString(manifestOf(t, officialValues())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,13 +126,15 @@ func TestSecretEnvIsIdempotent(t *testing.T) {
 	}
 }
 
-// manifestOf is the chart's rendered resources as Helm hands them to a post-renderer.
-func manifestOf(t *testing.T) string {
+// manifestOf is the chart's rendered resources as Helm hands them to a post-renderer, or, with
+// options, the manifest Helm stores for the release after their post-renderers.
+func manifestOf(t *testing.T, values map[string]any, opts ...InstallOption) string {
 	t.Helper()
 	install := action.NewInstall(&action.Configuration{Log: func(string, ...any) {}})
 	install.DryRun, install.ClientOnly, install.Replace = true, true, true
 	install.ReleaseName, install.Namespace = "mastodon-helm", "mastodon"
-	rel, err := install.Run(loadedChart(t), officialValues())
+	apply(install, opts)
+	rel, err := install.Run(loadedChart(t), values)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,10 @@ type Input struct {
 	// release rules render the chart with them, as the install does. Nil: none.
 	SecretEnv func(ctx context.Context) ([]v1alpha1.SecretEnvVar, error)
 
+	// Databases lists the databases of a Cloud SQL instance (the Admin API); when it is nil,
+	// CloudSQLDatabases is skipped.
+	Databases func(ctx context.Context, project, instance string) ([]string, error)
+
 	// Writer makes the server-side dry-run creates of ReleaseDryRun (client.DryRunAll: nothing is
 	// stored). When it is nil, ReleaseDryRun is skipped.
 	Writer client.Client
@@ -67,6 +71,7 @@ func Checklist() []Rule {
 		{Name: "Image", Check: imageUnchanged},
 		{Name: "EnvParity", Check: envParity},
 		{Name: "TargetPorts", Check: targetPorts},
+		{Name: "CloudSQLDatabases", Check: cloudSQLDatabases},
 	}
 }
 

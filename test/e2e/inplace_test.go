@@ -297,6 +297,14 @@ func TestInPlaceHandsTheOldStacksObjectsToTheRelease(t *testing.T) {
 	for _, key := range got.Status.Adoption.Adopted {
 		g.Expect(after[key].GetUID()).To(gomega.Equal(before[key].GetUID()), key)
 	}
+	// and said so before it ran: the Services and the ConfigMap the old pods read are kept.
+	rolledBack, _ := getMigration(ctx, m)()
+	uninstall := rolledBack.Status.Rollback.Uninstall
+	g.Expect(uninstall).NotTo(gomega.BeNil())
+	t.Logf("status.rollback.uninstall.summary: %s", uninstall.Summary)
+	g.Expect(uninstall.Keeps).To(gomega.ConsistOf(got.Status.Adoption.Adopted))
+	g.Expect(uninstall.Keeps).To(gomega.ContainElement("ConfigMap/mastodon-env"))
+	g.Expect(uninstall.Deletes).To(gomega.ContainElement("Deployment/mastodon-web"))
 	for name, rss := range oldReplicaSets {
 		g.Expect(h.WaitCurrent(ctx, "apps/v1", "Deployment", ns, name, time.Minute)).To(gomega.Succeed())
 		g.Expect(ownedReplicaSets(ctx, ns, name)).To(gomega.Equal(rss), "%s runs its own ReplicaSet again", name)

@@ -313,18 +313,24 @@ func (h *Harness) DeployLayout(ctx context.Context, namespace, layout string) ([
 	if err != nil {
 		return nil, err
 	}
+	return objs, h.DeployObjects(ctx, namespace, objs)
+}
+
+// DeployObjects is DeployLayout with a layout's objects as a test changed them; the namespace
+// must exist.
+func (h *Harness) DeployObjects(ctx context.Context, namespace string, objs []*unstructured.Unstructured) error {
 	if err := fixture.Apply(ctx, h.Client, namespace, objs); err != nil {
-		return nil, err
+		return err
 	}
 	for _, o := range objs {
 		if o.GetKind() != "Deployment" {
 			continue
 		}
 		if err := h.WaitCurrent(ctx, o.GroupVersionKind().GroupVersion().String(), o.GetKind(), namespace, o.GetName(), 2*time.Minute); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return objs, nil
+	return nil
 }
 
 // WaitCurrent waits until kstatus calls an object Current: its spec observed and, for workloads,

@@ -10,8 +10,11 @@
 //	POST /v1/projects/{project}/instances/{instance}/restoreBackup       sql.instances.restoreBackup
 //	GET  /v1/projects/{project}/operations?instance={instance}           sql.operations.list
 //	GET  /v1/projects/{project}/operations/{operation}                   sql.operations.get
+//	GET  /v1/projects/{project}/instances/{instance}/databases           sql.databases.list
 //
-// and behaves like Cloud SQL where a client can tell: an instance runs one backup or restore at a
+// An instance holds the database `postgres` from its creation, as a Cloud SQL for PostgreSQL
+// instance does (AddDatabase adds more). It
+// behaves like Cloud SQL where a client can tell: an instance runs one backup or restore at a
 // time (409 operationInProgress otherwise); an unknown instance is 404 instanceDoesNotExist; a
 // denied permission is 403 notAuthorized; lists are newest first and paged. Backups and restores
 // end after a number of polls and/or a duration (Timing), successfully unless told to fail.
@@ -52,6 +55,7 @@ const (
 	InstancesRestoreBackup = "sql.instances.restoreBackup"
 	OperationsGet          = "sql.operations.get"
 	OperationsList         = "sql.operations.list"
+	DatabasesList          = "sql.databases.list"
 )
 
 // Permissions are the IAM permissions each method needs, as Cloud SQL documents them.
@@ -62,6 +66,7 @@ var Permissions = map[string][]string{
 	InstancesRestoreBackup: {"cloudsql.instances.restoreBackup", "cloudsql.backupRuns.get"},
 	OperationsGet:          {"cloudsql.instances.get"},
 	OperationsList:         {"cloudsql.instances.list"},
+	DatabasesList:          {"cloudsql.databases.list"},
 }
 
 // Timing says when a backup or a restore ends: once it has been polled Polls times AND After has
@@ -120,8 +125,9 @@ type Server struct {
 type key struct{ project, instance string }
 
 type instance struct {
-	backups  []*backupRun // in the order they were enqueued
-	restored []string     // ids of the backups restored onto it successfully, in order
+	databases []string     // in the order they were created
+	backups   []*backupRun // in the order they were enqueued
+	restored  []string     // ids of the backups restored onto it successfully, in order
 }
 
 type backupRun struct {
@@ -168,6 +174,7 @@ func New(opts Options) *Server {
 	s.route(mux, "POST /v1/projects/{project}/instances/{instance}/restoreBackup", InstancesRestoreBackup, s.restoreBackup)
 	s.route(mux, "GET /v1/projects/{project}/operations", OperationsList, s.listOperations)
 	s.route(mux, "GET /v1/projects/{project}/operations/{operation}", OperationsGet, s.getOperation)
+	s.route(mux, "GET /v1/projects/{project}/instances/{instance}/databases", DatabasesList, s.listDatabases)
 	s.route(mux, "/", "", func(r *http.Request, _ []byte) (any, *apiError) {
 		return nil, &apiError{http.StatusNotFound, "notFound",
 			fmt.Sprintf("sqladmintest: no method serves %s %s", r.Method, r.URL.Path)}
@@ -195,8 +202,25 @@ func (s *Server) AddInstance(project, name string) {
 	defer s.mu.Unlock()
 	k := key{project, name}
 	if s.instances[k] == nil {
-		s.instances[k] = &instance{}
+		s.instances[k] = &instance{databases: []string{"postgres"}}
 	}
+}
+
+// AddDatabase creates databases on an instance that exists, as `gcloud sql databases create`
+// does; one that exists already stays as it is.
+func (s *Server) AddDatabase(project, name string, databases ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inst := s.instances[key{project, name}]
+	if inst == nil {
+		return fmt.Errorf("sqladmintest: no instance %s in project %s", name, project)
+	}
+	for _, db := range databases {
+		if !slices.Contains(inst.databases, db) {
+			inst.databases = append(inst.databases, db)
+		}
+	}
+	return nil
 }
 
 // RemoveInstance makes an instance unknown again (404), with its backups. Its operations stay.
@@ -479,6 +503,22 @@ func (s *Server) listBackupRuns(r *http.Request, _ []byte) (any, *apiError) {
 	}
 	return &sqladmin.BackupRunsListResponse{Kind: "sql#backupRunsList", Items: all[page.from:page.to],
 		NextPageToken: next}, nil
+}
+
+// listDatabases answers as Cloud SQL does: every database of the instance in one answer (the
+// method has no paging), each with its instance and project.
+func (s *Server) listDatabases(r *http.Request, _ []byte) (any, *apiError) {
+	k, inst, aerr := s.instanceOf(r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	resp := &sqladmin.DatabasesListResponse{Kind: "sql#databasesList"}
+	for _, name := range inst.databases {
+		resp.Items = append(resp.Items, &sqladmin.Database{Kind: "sql#database", Name: name, Instance: k.instance,
+			Project: k.project, Charset: "UTF8", Collation: "en_US.UTF8",
+			SelfLink: fmt.Sprintf("%s/v1/projects/%s/instances/%s/databases/%s", s.URL, k.project, k.instance, name)})
+	}
+	return resp, nil
 }
 
 func (s *Server) restoreBackup(r *http.Request, body []byte) (any, *apiError) {

@@ -239,3 +239,42 @@ func wantAPIError(t *testing.T, err error, code int, reason string) {
 		t.Fatalf("error %d %v, want %d %s", gerr.Code, gerr.Errors, code, reason)
 	}
 }
+
+// databases.list answers the shape the API documents: {"kind": "sql#databasesList", "items":
+// [{"kind": "sql#database", "name": ...}]}, the instance's default postgres database first.
+func TestDatabasesList(t *testing.T) {
+	srv, svc := setup(t, sqladmintest.Options{})
+	if err := srv.AddDatabase(project, instance, "mastodon_production", "pixelfed", "mastodon_production"); err != nil {
+		t.Fatal(err)
+	}
+	code, list := rawJSON(t, "GET", srv.URL+"/v1/projects/p/instances/db/databases", "")
+	items, _ := list["items"].([]any)
+	if code != 200 || list["kind"] != "sql#databasesList" || len(items) != 3 {
+		t.Fatalf("databases.list answered %d %v", code, list)
+	}
+	first, _ := items[0].(map[string]any)
+	if first["kind"] != "sql#database" || first["name"] != "postgres" || first["instance"] != instance || first["project"] != project {
+		t.Fatalf("first database %v", first)
+	}
+
+	got, err := svc.Databases.List(project, instance).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, db := range got.Items {
+		names = append(names, db.Name)
+	}
+	if strings.Join(names, ",") != "postgres,mastodon_production,pixelfed" {
+		t.Errorf("the client reads %v", names)
+	}
+	if err := srv.AddDatabase(project, "nope", "x"); err == nil {
+		t.Error("AddDatabase on an unknown instance succeeded")
+	}
+	srv.Deny("cloudsql.databases.list")
+	_, err = svc.Databases.List(project, instance).Do()
+	var gerr *googleapi.Error
+	if !errors.As(err, &gerr) || gerr.Code != http.StatusForbidden {
+		t.Errorf("denied databases.list answered %v, want 403", err)
+	}
+}
