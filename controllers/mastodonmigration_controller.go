@@ -79,6 +79,9 @@ func (r *MastodonMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 			setProgress(&m.Status.Conditions, m.Generation, progressStalled, ReasonStatusRejected, msg)
 			m.Status.ObservedGeneration = m.Generation
 		}, result, retErr)
+		if p := reconcilePriority(m); p != nil {
+			result.Priority = p
+		}
 	}()
 	if m.Status.Phase == "" {
 		m.Status.Phase = v1alpha1.PhasePending
@@ -264,6 +267,8 @@ func (r *MastodonMigrationReconciler) SetupWithManager(mgr ctrl.Manager, workers
 		// A MastodonRollback asks for a rollback through the migration's status, which the
 		// predicate above does not see change: its own changes wake the migration instead.
 		Watches(&v1alpha1.MastodonRollback{}, handler.EnqueueRequestsFromMapFunc(migrationOf)).
+		Watches(&v1alpha1.MastodonRollback{}, enqueueRollingBack{}).
+		Watches(&v1alpha1.MastodonMigration{}, enqueueRollingBack{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.Helm.ended, &handler.EnqueueRequestForObject{})).
 		Named("mastodonmigration").
 		WithOptions(workers).
