@@ -92,7 +92,10 @@ func (r *MastodonMigrationReconciler) rollbackPlan(m *v1alpha1.MastodonMigration
 	}
 	source := undo(StepRollbackSource, r.rollbackSource)
 	source.timeout = limit{after: sourceReadyTimeout, setting: "spec.rollback.sourceReadyTimeout"}
-	steps := []step{source, undo(StepRollbackTraffic, r.rollbackTraffic), undo(StepRollbackRelease, r.rollbackScaleDownRelease)}
+	// The scheduler goes back first: the release's consumer stops before the old one starts.
+	handBack := undo(StepRollbackScheduler, r.handBackScheduler)
+	handBack.timeout = source.timeout
+	steps := []step{handBack, source, undo(StepRollbackTraffic, r.rollbackTraffic), undo(StepRollbackRelease, r.rollbackScaleDownRelease)}
 	if m.Spec.Strategy == v1alpha1.StrategyMaintenance {
 		steps = append(steps, undo(StepRollbackMaintenance, r.removeMaintenance))
 	}
@@ -314,7 +317,7 @@ func (r *MastodonMigrationReconciler) rollbackSource(ctx context.Context, m *v1a
 	if len(waiting) > 0 {
 		return outcome{state: v1alpha1.StepRunning, message: "waiting for the old pods: " + strings.Join(waiting, "; ")}, nil
 	}
-	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d old Deployments back at their snapshot replicas and ready", len(stored))}, nil
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d old Deployments back at their snapshot replicas and ready%s", len(stored), schedulerBack(m))}, nil
 }
 
 // rollbackTraffic undoes the recorded traffic switch, field by field.

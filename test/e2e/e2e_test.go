@@ -211,7 +211,7 @@ func TestBlueGreenMigrationCompletes(t *testing.T) {
 		steps = append(steps, s.Name+"="+string(s.State))
 	}
 	g.Expect(steps).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
-		"DatabaseBackup=Skipped", "Install=Succeeded", "Verify=Succeeded", "Baseline=Succeeded", "ShiftTraffic=Succeeded", "Observe=Succeeded",
+		"DatabaseBackup=Skipped", "Install=Succeeded", "Verify=Succeeded", "Baseline=Succeeded", "HandOverScheduler=Succeeded", "ShiftTraffic=Succeeded", "Observe=Succeeded",
 		"Finish=Succeeded"}))
 	g.Expect(got.Status.Release).To(gomega.HaveField("Status", "deployed"))
 	g.Expect(got.Status.Traffic).To(gomega.HaveField("Target", v1alpha1.TrafficToRelease))

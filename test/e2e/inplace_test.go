@@ -130,17 +130,17 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 	g := gomega.NewWithT(t)
 	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Ready")).To(gomega.BeTrue())
 	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
-		"DatabaseBackup=Skipped", "HandOver=Skipped", "Install=Succeeded", "Baseline=Succeeded", "RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded",
+		"DatabaseBackup=Skipped", "HandOver=Skipped", "Install=Succeeded", "Baseline=Succeeded", "HandOverScheduler=Succeeded", "RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded",
 		"Observe=Succeeded", "Finish=Succeeded"}))
 	// Each component started only once the one before it had handed over.
 	var prev *metav1.MicroTime
-	for _, s := range got.Status.Steps[7:10] {
+	for _, s := range got.Status.Steps[8:11] {
 		if prev != nil {
 			g.Expect(s.StartedAt.Time).NotTo(gomega.BeTemporally("<", prev.Time), s.Name)
 		}
 		prev = s.FinishedAt
 	}
-	g.Expect(got.Status.Steps[8].Message).To(gomega.ContainSubstring("Service/mastodon-streaming by ServiceSelector"))
+	g.Expect(got.Status.Steps[9].Message).To(gomega.ContainSubstring("Service/mastodon-streaming by ServiceSelector"))
 	g.Expect(got.Status.Traffic).To(gomega.HaveField("Target", v1alpha1.TrafficToRelease))
 	g.Expect(got.Status.Traffic.Changes).To(gomega.HaveLen(len(inPlaceSwitched)))
 

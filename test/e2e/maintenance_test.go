@@ -61,7 +61,7 @@ func TestMaintenanceMigrationCompletes(t *testing.T) {
 	got, _ := getMigration(ctx, m)()
 	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
 		"Baseline=Succeeded", "MaintenancePageOn=Succeeded", "StopOldStack=Succeeded", "DatabaseBackup=Skipped", "Install=Succeeded",
-		"Verify=Succeeded", "ShiftTraffic=Succeeded", "MaintenancePageOff=Succeeded", "Observe=Succeeded", "Finish=Succeeded"}))
+		"Verify=Succeeded", "HandOverScheduler=Succeeded", "ShiftTraffic=Succeeded", "MaintenancePageOff=Succeeded", "Observe=Succeeded", "Finish=Succeeded"}))
 	after := liveObjects(t, ctx, ns, objs)
 	for source, release := range map[string]string{"mastodon-web": "mastodon-helm-web", "mastodon-assets": "mastodon-helm-web",
 		"mastodon-emoji": "mastodon-helm-web", "mastodon-streaming": "mastodon-helm-streaming"} {
