@@ -167,8 +167,8 @@ func expectSchedulerHandedOver(t *testing.T, got *v1alpha1.MastodonMigration, ho
 }
 
 // TestBlueGreenHandsTheSchedulerOverAndBack migrates the production layout, whose one worker
-// for all queues (`sidekiq -c 25`, no -q) consumes the scheduler queue, to the chart's
-// all-queues worker, then rolls back at level 1, while a sampler watches every pod: at no moment
+// for all queues (`sidekiq -c 25`, no -q) consumes the scheduler queue, to the release (whose
+// generated values name its worker after the old one, with the chart's queue list), then rolls back at level 1, while a sampler watches every pod: at no moment
 // does a consumer of one stack run beside one of the other.
 func TestBlueGreenHandsTheSchedulerOverAndBack(t *testing.T) {
 	ctx := context.Background()
@@ -184,7 +184,7 @@ func TestBlueGreenHandsTheSchedulerOverAndBack(t *testing.T) {
 	}
 	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseObserving))
 	got, _ := getMigration(ctx, m)()
-	gomega.NewWithT(t).Expect(got.Status.Scheduler).To(gomega.HaveField("Holder", "mastodon-helm-sidekiq-all-queues"))
+	gomega.NewWithT(t).Expect(got.Status.Scheduler).To(gomega.HaveField("Holder", "mastodon-helm-sidekiq-worker"))
 	rollBackTo(t, ctx, m, 1)
 	got, _ = getMigration(ctx, m)()
 	clash, seen := s.done()
@@ -213,7 +213,7 @@ func TestMaintenanceHandsTheSchedulerOver(t *testing.T) {
 	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
 	got, _ := getMigration(ctx, m)()
 	clash, seen := s.done()
-	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-all-queues", clash, seen, 1)
+	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
 }
 
 // TestInPlaceHandsTheSchedulerOverAndBack: InPlace rolls Sidekiq first; the scheduler moves
