@@ -284,6 +284,7 @@ func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
 	if _, err := h.DeployMastodon(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	scheduler := watchScheduler(t, ns, "mastodon-helm")
 	m := sampleMigration(t, ns)
 	shortWindow(m)
 	if err := h.Client.Create(ctx, m); err != nil {
@@ -291,11 +292,14 @@ func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
 	}
 	restartedIn := restartInEveryStep(t, ctx, m)
 	g := gomega.NewWithT(t)
-	for _, step := range []string{"Preflight", "Snapshot", "Install", "Verify", "ShiftTraffic", "Observe", "Finish"} {
+	for _, step := range []string{"Preflight", "Snapshot", "Install", "Verify", "HandOverScheduler", "ShiftTraffic", "Observe", "Finish"} {
 		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
 	}
 	expectOneDeployedRevision(g, ctx, ns, "mastodon-helm")
 	expectOneSnapshot(g, ctx, ns)
+	got, _ := getMigration(ctx, m)()
+	clash, seen := scheduler.done()
+	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
 }
 
 // restartInEveryStep restarts the operator once in each step, as soon as a status write shows

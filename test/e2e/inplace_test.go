@@ -181,6 +181,7 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 	if _, err := h.DeployMastodon(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	scheduler := watchScheduler(t, ns, "mastodon")
 	m := sampleMigration(t, ns)
 	inPlace(m)
 	m.Spec.Release.Name = "mastodon"
@@ -189,7 +190,7 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 	}
 	restartedIn := restartInEveryStep(t, ctx, m)
 	g := gomega.NewWithT(t)
-	for _, step := range []string{"Preflight", "Snapshot", "HandOver", "Install", "RollSidekiq", "RollStreaming", "RollWeb", "Observe", "Finish"} {
+	for _, step := range []string{"Preflight", "Snapshot", "HandOver", "Install", "HandOverScheduler", "RollSidekiq", "RollStreaming", "RollWeb", "Observe", "Finish"} {
 		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
 	}
 	got, _ := getMigration(ctx, m)()
@@ -202,6 +203,8 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
 		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), name)
 	}
+	clash, seen := scheduler.done()
+	expectSchedulerHandedOver(t, got, "mastodon-sidekiq-worker", clash, seen, 1)
 }
 
 // TestInPlaceLevel2RollbackRestoresTheFixtureExactly rolls a completed InPlace migration back

@@ -91,6 +91,7 @@ func TestMaintenanceSurvivesARestartInEveryStep(t *testing.T) {
 	if _, err := h.DeployMastodon(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	scheduler := watchScheduler(t, ns, "mastodon-helm")
 	m := sampleMigration(t, ns)
 	maintenance(m)
 	if err := h.Client.Create(ctx, m); err != nil {
@@ -98,10 +99,13 @@ func TestMaintenanceSurvivesARestartInEveryStep(t *testing.T) {
 	}
 	restartedIn := restartInEveryStep(t, ctx, m)
 	g := gomega.NewWithT(t)
-	for _, step := range []string{"MaintenancePageOn", "StopOldStack", "Install", "ShiftTraffic", "MaintenancePageOff", "Finish"} {
+	for _, step := range []string{"MaintenancePageOn", "StopOldStack", "Install", "HandOverScheduler", "ShiftTraffic", "MaintenancePageOff", "Finish"} {
 		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
 	}
 	expectOneDeployedRevision(g, ctx, ns, "mastodon-helm")
+	got, _ := getMigration(ctx, m)()
+	clash, seen := scheduler.done()
+	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
 }
 
 // TestMaintenanceLevel2RollbackRestoresTheStackExactly rolls back a Maintenance migration while
