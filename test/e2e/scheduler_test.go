@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/scheduler"
@@ -236,4 +238,83 @@ func TestInPlaceHandsTheSchedulerOverAndBack(t *testing.T) {
 	got, _ := getMigration(ctx, m)()
 	clash, seen := s.done()
 	expectSchedulerHandedOver(t, got, "mastodon-worker", clash, seen, 2)
+}
+
+// holdFinalizer keeps a deleted pod Terminating, as a Sidekiq that drains its jobs for its
+// grace period does.
+const holdFinalizer = "e2e.mastodon-operator.io/hold"
+
+// setPodFinalizer adds or removes holdFinalizer on every pod of the old worker.
+func setPodFinalizer(t *testing.T, ctx context.Context, ns string, hold bool) {
+	t.Helper()
+	var pods corev1.PodList
+	if err := h.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": "mastodon-worker"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		before := p.DeepCopy()
+		if hold {
+			p.Finalizers = append(p.Finalizers, holdFinalizer)
+		} else {
+			p.Finalizers = slices.DeleteFunc(p.Finalizers, func(f string) bool { return f == holdFinalizer })
+		}
+		if err := h.Client.Patch(ctx, p, client.MergeFrom(before)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestTheSchedulerWaitsForTheOldWorkersPodsToGo: the old worker's pods stay Terminating after
+// it is scaled to 0 (its Deployment then counts no replica), and the operator restarts
+// meanwhile: the release's worker stays at 0 until the last old pod is gone.
+func TestTheSchedulerWaitsForTheOldWorkersPodsToGo(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-scheduler-draining"
+	if _, err := h.DeployMastodon(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	s := watchScheduler(t, ns, "mastodon-helm")
+	setPodFinalizer(t, ctx, ns, true)
+	m := sampleMigration(t, ns)
+	m.Spec.Analysis.Window = nil
+	if err := h.Client.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	handOver := func(m *v1alpha1.MastodonMigration) v1alpha1.StepStatus {
+		for _, st := range m.Status.Steps {
+			if st.Name == "HandOverScheduler" {
+				return st
+			}
+		}
+		return v1alpha1.StepStatus{}
+	}
+	draining := gomega.WithTransform(handOver, gomega.And(gomega.HaveField("State", v1alpha1.StepRunning),
+		gomega.HaveField("Message", gomega.ContainSubstring("mastodon-worker: 2 pod(s) left"))))
+	eventually(t, getMigration(ctx, m)).Should(draining)
+	var err error
+	if err = operator.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if operator, err = h.StartOperator(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g := gomega.NewWithT(t)
+	worker := &appsv1.Deployment{}
+	g.Consistently(func(g gomega.Gomega) {
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon-helm-sidekiq-worker"}, worker)).To(gomega.Succeed())
+		g.Expect(*worker.Spec.Replicas).To(gomega.BeZero(), "the release's worker started beside Terminating old pods")
+		got, err := getMigration(ctx, m)()
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(got).To(draining)
+	}).WithTimeout(3 * time.Second).WithPolling(200 * time.Millisecond).Should(gomega.Succeed())
+	got, _ := getMigration(ctx, m)()
+	t.Logf("while the old pods drain: %s", handOver(got).Message)
+
+	setPodFinalizer(t, ctx, ns, false)
+	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseObserving))
+	got, _ = getMigration(ctx, m)()
+	clash, seen := s.done()
+	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
+	t.Logf("step HandOverScheduler: %s", handOver(got).Message)
 }
