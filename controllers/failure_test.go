@@ -215,7 +215,7 @@ func TestACorruptedTrafficRecordFailsTheRollbackInStatus(t *testing.T) {
 	m := migration(ns, "to-helm")
 	resumeFrom(t, ctx, m, func(m *v1alpha1.MastodonMigration) {
 		m.Status.Steps = succeeded("Preflight", "GenerateValues", "Snapshot", "DatabaseBackup", "Install", "Verify",
-			"Baseline", "HandOverScheduler", "ShiftTraffic", "RollbackHandBackScheduler", "RollbackSource")
+			"Baseline", "HandOverScheduler", "ShiftTraffic", "RollbackSource")
 		now := metav1.Now()
 		m.Status.Traffic = &v1alpha1.TrafficStatus{Target: v1alpha1.TrafficToRelease, Method: v1alpha1.TrafficMethod("ServiceSelector"),
 			SwitchedAt: &now, Changes: []v1alpha1.TrafficChange{{Kind: "Service", Name: "mastodon-web", Path: "/spec/selector",

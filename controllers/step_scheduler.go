@@ -85,13 +85,11 @@ func (r *MastodonMigrationReconciler) handOverScheduler(ctx context.Context, m *
 	to := schedulerConsumers(componentDeployments(release, rollSidekiq))
 	return r.moveScheduler(ctx, m, schedulerConsumers(src.sidekiq), to, func(d *appsv1.Deployment) *int32 {
 		return ptr.To(want[d.Spec.Template.Labels[labelChartPart]])
-	}, true)
+	})
 }
 
 // handBackScheduler hands the scheduler queue from the release's consumers back to the old
-// stack's, at their snapshot replicas, before the rest of the old stack comes back. It does not
-// wait for them: RollbackSource waits for every old pod, under spec.rollback.sourceReadyTimeout,
-// and ends the hand-over (schedulerBack).
+// stack's, at their snapshot replicas, once the traffic is back (RollbackSource leaves them).
 func (r *MastodonMigrationReconciler) handBackScheduler(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
 	src, err := r.sourceStack(ctx, m)
 	if err != nil {
@@ -106,7 +104,7 @@ func (r *MastodonMigrationReconciler) handBackScheduler(ctx context.Context, m *
 		return outcome{}, err
 	}
 	return r.moveScheduler(ctx, m, schedulerConsumers(componentDeployments(release, rollSidekiq)), schedulerConsumers(src.sidekiq),
-		func(d *appsv1.Deployment) *int32 { return stored[d.Name] }, false)
+		func(d *appsv1.Deployment) *int32 { return stored[d.Name] })
 }
 
 // snapshotReplicas are the old Deployments' replicas before the migration, by their live name.
@@ -130,11 +128,11 @@ func (r *MastodonMigrationReconciler) snapshotReplicas(ctx context.Context, m *v
 }
 
 // moveScheduler stops the consumers from, waits until their pods are gone, then scales the
-// consumers to to their replicas and, with waitReady, waits until they are ready, recording both
-// moments in status.scheduler. Each part looks at the world first, so a rerun after a restart goes on where
+// consumers to to their replicas and waits until they are ready, recording both moments in
+// status.scheduler. Each part looks at the world first, so a rerun after a restart goes on where
 // the last stopped; to is never scaled up while a pod of from exists.
 func (r *MastodonMigrationReconciler) moveScheduler(ctx context.Context, m *v1alpha1.MastodonMigration,
-	from, to []*appsv1.Deployment, replicas func(*appsv1.Deployment) *int32, waitReady bool) (outcome, error) {
+	from, to []*appsv1.Deployment, replicas func(*appsv1.Deployment) *int32) (outcome, error) {
 	fromNames, toNames := deploymentNames(from), deploymentNames(to)
 	if len(from) == 0 && len(to) == 0 {
 		return outcome{state: v1alpha1.StepSkipped, message: "no Deployment of either stack consumes the Sidekiq scheduler queue"}, nil
@@ -188,39 +186,21 @@ func (r *MastodonMigrationReconciler) moveScheduler(ctx context.Context, m *v1al
 			waiting = append(waiting, d.Name+": "+message)
 		}
 	}
-	switch {
-	case h == nil && (!waitReady || len(waiting) == 0):
-		return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%s kept the Sidekiq scheduler queue; %s stopped",
-			toNames, noneIfEmpty(fromNames))}, nil
-	case !waitReady:
-		return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("Sidekiq scheduler consumer %s stopped at %s, its pods gone; %s started",
-			noneIfEmpty(fromNames), clock(h.OldStoppedAt), noneIfEmpty(toNames))}, nil
-	case len(waiting) > 0:
+	if len(waiting) > 0 {
 		return outcome{state: v1alpha1.StepRunning, message: fmt.Sprintf("the scheduler consumer %s is stopped; waiting for %s",
 			noneIfEmpty(fromNames), strings.Join(waiting, "; "))}, nil
 	}
-	return outcome{state: v1alpha1.StepSucceeded, message: endHandOver(st)}, nil
-}
-
-// endHandOver records that the pending hand-over's new consumers are ready, and says so.
-func endHandOver(st *v1alpha1.SchedulerStatus) string {
-	h := &st.HandOvers[len(st.HandOvers)-1]
+	if h == nil {
+		return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%s kept the Sidekiq scheduler queue; %s stopped",
+			toNames, noneIfEmpty(fromNames))}, nil
+	}
 	if h.NewStartedAt == nil {
 		now := metav1.NowMicro()
-		h.NewStartedAt, st.Holder, st.Since = &now, h.To, &now
+		h.NewStartedAt, st.Holder, st.Since = &now, toNames, &now
 	}
-	return fmt.Sprintf("Sidekiq scheduler queue handed over from %s to %s: old stopped %s, new ready %s (%s later)",
-		noneIfEmpty(h.From), noneIfEmpty(h.To), clock(h.OldStoppedAt), clock(h.NewStartedAt),
-		h.NewStartedAt.Sub(h.OldStoppedAt.Time).Round(time.Millisecond))
-}
-
-// schedulerBack ends the hand-back of a rollback once the old pods are ready: what the
-// RollbackSource step adds to its message.
-func schedulerBack(m *v1alpha1.MastodonMigration) string {
-	if st := m.Status.Scheduler; st != nil && pendingHandOver(st) && st.HandOvers[len(st.HandOvers)-1].OldStoppedAt != nil {
-		return "; " + endHandOver(st)
-	}
-	return ""
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("Sidekiq scheduler queue handed over from %s to %s: old stopped %s, new ready %s (%s later)",
+		noneIfEmpty(fromNames), noneIfEmpty(toNames), clock(h.OldStoppedAt), clock(h.NewStartedAt),
+		h.NewStartedAt.Sub(h.OldStoppedAt.Time).Round(time.Millisecond))}, nil
 }
 
 // pendingHandOver reports whether the last hand-over has not ended.

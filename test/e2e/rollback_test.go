@@ -74,7 +74,7 @@ func TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly(t *testing.T) 
 		stepNames = append(stepNames, s.Name+"="+string(s.State))
 	}
 	g := gomega.NewWithT(t)
-	g.Expect(stepNames).To(gomega.Equal([]string{"Resolve=Succeeded", "RollbackHandBackScheduler=Succeeded", "RollbackSource=Succeeded", "RollbackTraffic=Succeeded",
+	g.Expect(stepNames).To(gomega.Equal([]string{"Resolve=Succeeded", "RollbackSource=Succeeded", "RollbackTraffic=Succeeded", "RollbackHandBackScheduler=Succeeded",
 		"RollbackScaleDownRelease=Succeeded", "RollbackUninstall=Succeeded", "RollbackRestore=Succeeded"}))
 	got, _ := getMigration(ctx, m)()
 	clash, seen := scheduler.done()
