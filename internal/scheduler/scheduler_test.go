@@ -13,7 +13,9 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/test/fixture"
 )
 
-func pod(containers ...corev1.Container) corev1.PodSpec { return corev1.PodSpec{Containers: containers} }
+func pod(containers ...corev1.Container) corev1.PodSpec {
+	return corev1.PodSpec{Containers: containers}
+}
 
 func worker(command, args []string, env ...corev1.EnvVar) corev1.Container {
 	return corev1.Container{Name: "worker", Command: command, Args: args, Env: env}
