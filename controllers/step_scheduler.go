@@ -191,16 +191,32 @@ func (r *MastodonMigrationReconciler) moveScheduler(ctx context.Context, m *v1al
 			noneIfEmpty(fromNames), strings.Join(waiting, "; "))}, nil
 	}
 	if h == nil {
-		return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%s kept the Sidekiq scheduler queue; %s stopped",
-			toNames, noneIfEmpty(fromNames))}, nil
+		return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%s kept the Sidekiq scheduler queue; %s stopped%s",
+			toNames, noneIfEmpty(fromNames), crowded(to))}, nil
 	}
 	if h.NewStartedAt == nil {
 		now := metav1.NowMicro()
 		h.NewStartedAt, st.Holder, st.Since = &now, toNames, &now
 	}
-	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("Sidekiq scheduler queue handed over from %s to %s: old stopped %s, new ready %s (%s later)",
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("Sidekiq scheduler queue handed over from %s to %s: old stopped %s, new ready %s (%s later)%s",
 		noneIfEmpty(fromNames), noneIfEmpty(toNames), clock(h.OldStoppedAt), clock(h.NewStartedAt),
-		h.NewStartedAt.Sub(h.OldStoppedAt.Time).Round(time.Millisecond))}, nil
+		h.NewStartedAt.Sub(h.OldStoppedAt.Time).Round(time.Millisecond), crowded(to))}, nil
+}
+
+// crowded notes the consumers that run more than one pod: each pod is a scheduler process, and
+// Mastodon wants one. The operator keeps the replicas it was given (the old stack's, or the
+// values'), as changing them is the owner's call.
+func crowded(consumers []*appsv1.Deployment) string {
+	var notes []string
+	for _, d := range consumers {
+		if n := ptr.Deref(d.Spec.Replicas, 1); n > 1 {
+			notes = append(notes, fmt.Sprintf("%s runs %d", d.Name, n))
+		}
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return "; note: " + strings.Join(notes, ", ") + " pods on the scheduler queue, where Mastodon wants one process: give the scheduler a worker of its own with 1 replica"
 }
 
 // pendingHandOver reports whether the last hand-over has not ended.

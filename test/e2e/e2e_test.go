@@ -284,7 +284,7 @@ func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
 	if _, err := h.DeployMastodon(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	scheduler := watchScheduler(t, ns, "mastodon-helm")
+	sampler := watchScheduler(t, ns, "mastodon-helm")
 	m := sampleMigration(t, ns)
 	shortWindow(m)
 	if err := h.Client.Create(ctx, m); err != nil {
@@ -298,7 +298,7 @@ func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
 	expectOneDeployedRevision(g, ctx, ns, "mastodon-helm")
 	expectOneSnapshot(g, ctx, ns)
 	got, _ := getMigration(ctx, m)()
-	clash, seen := scheduler.done()
+	clash, seen := sampler.done()
 	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
 }
 

@@ -181,7 +181,7 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 	if _, err := h.DeployMastodon(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	scheduler := watchScheduler(t, ns, "mastodon")
+	sampler := watchScheduler(t, ns, "mastodon")
 	m := sampleMigration(t, ns)
 	inPlace(m)
 	m.Spec.Release.Name = "mastodon"
@@ -203,7 +203,7 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
 		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), name)
 	}
-	clash, seen := scheduler.done()
+	clash, seen := sampler.done()
 	expectSchedulerHandedOver(t, got, "mastodon-sidekiq-worker", clash, seen, 1)
 }
 

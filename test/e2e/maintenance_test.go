@@ -91,7 +91,7 @@ func TestMaintenanceSurvivesARestartInEveryStep(t *testing.T) {
 	if _, err := h.DeployMastodon(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	scheduler := watchScheduler(t, ns, "mastodon-helm")
+	sampler := watchScheduler(t, ns, "mastodon-helm")
 	m := sampleMigration(t, ns)
 	maintenance(m)
 	if err := h.Client.Create(ctx, m); err != nil {
@@ -104,7 +104,7 @@ func TestMaintenanceSurvivesARestartInEveryStep(t *testing.T) {
 	}
 	expectOneDeployedRevision(g, ctx, ns, "mastodon-helm")
 	got, _ := getMigration(ctx, m)()
-	clash, seen := scheduler.done()
+	clash, seen := sampler.done()
 	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
 }
 

@@ -49,10 +49,10 @@ func TestLevel1RollbackMovesTheTrafficBackToTheOldPods(t *testing.T) {
 func TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-level2"
-	var scheduler *schedulerSampler
+	var sampler *schedulerSampler
 	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseCompleted, func(m *v1alpha1.MastodonMigration) {
 		shortWindow(m)
-		scheduler = watchScheduler(t, ns, "mastodon-helm")
+		sampler = watchScheduler(t, ns, "mastodon-helm")
 	})
 
 	rb := &v1alpha1.MastodonRollback{
@@ -77,7 +77,7 @@ func TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly(t *testing.T) 
 	g.Expect(stepNames).To(gomega.Equal([]string{"Resolve=Succeeded", "RollbackSource=Succeeded", "RollbackTraffic=Succeeded", "RollbackHandBackScheduler=Succeeded",
 		"RollbackScaleDownRelease=Succeeded", "RollbackUninstall=Succeeded", "RollbackRestore=Succeeded"}))
 	got, _ := getMigration(ctx, m)()
-	clash, seen := scheduler.done()
+	clash, seen := sampler.done()
 	expectSchedulerHandedOver(t, got, "mastodon-worker", clash, seen, 2)
 	g.Expect(got.Status.Phase).To(gomega.Equal(v1alpha1.PhaseRolledBack))
 	g.Expect(got.Status.Rollback).To(gomega.And(gomega.HaveField("Trigger", "MastodonRollback"),
