@@ -152,7 +152,7 @@ func TestAnObserveThatAskedForARollbackHoldsWithoutAutomaticRollback(t *testing.
 	resumeFrom(t, ctx, m, func(m *v1alpha1.MastodonMigration) {
 		started := metav1.NewMicroTime(time.Now().Add(-10 * time.Second))
 		m.Status.Steps = append(succeeded("Preflight", "GenerateValues", "Snapshot", "DatabaseBackup", "Install", "Verify",
-			"Baseline", "ShiftTraffic"), v1alpha1.StepStatus{Name: "Observe", State: v1alpha1.StepRunning, Generation: 1, StartedAt: &started})
+			"Baseline", "HandOverScheduler", "ShiftTraffic"), v1alpha1.StepStatus{Name: "Observe", State: v1alpha1.StepRunning, Generation: 1, StartedAt: &started})
 		switched := metav1.NewTime(started.Time)
 		m.Status.Traffic = &v1alpha1.TrafficStatus{Target: v1alpha1.TrafficToRelease, Method: v1alpha1.TrafficMethod("ServiceSelector"), SwitchedAt: &switched}
 	}, func(*v1alpha1.MastodonMigration) {})
@@ -215,7 +215,7 @@ func TestACorruptedTrafficRecordFailsTheRollbackInStatus(t *testing.T) {
 	m := migration(ns, "to-helm")
 	resumeFrom(t, ctx, m, func(m *v1alpha1.MastodonMigration) {
 		m.Status.Steps = succeeded("Preflight", "GenerateValues", "Snapshot", "DatabaseBackup", "Install", "Verify",
-			"Baseline", "ShiftTraffic", "RollbackSource")
+			"Baseline", "HandOverScheduler", "ShiftTraffic", "RollbackSource")
 		now := metav1.Now()
 		m.Status.Traffic = &v1alpha1.TrafficStatus{Target: v1alpha1.TrafficToRelease, Method: v1alpha1.TrafficMethod("ServiceSelector"),
 			SwitchedAt: &now, Changes: []v1alpha1.TrafficChange{{Kind: "Service", Name: "mastodon-web", Path: "/spec/selector",

@@ -126,6 +126,10 @@ func (r *MastodonMigrationReconciler) plan(m *v1alpha1.MastodonMigration) []step
 		timeout: unlimited, effect: readOnly, onFailure: rollBack}
 	finish := step{name: StepFinish, phase: v1alpha1.PhaseObserving, run: r.finish,
 		timeout: unlimited, effect: mutating, onFailure: retry}
+	// The release's scheduler consumers were installed stopped: they start once the old ones'
+	// pods are gone. A new consumer that does not come up leaves no scheduler: roll back.
+	scheduler := step{name: StepHandOverScheduler, phase: v1alpha1.PhaseShiftingTraffic, run: r.handOverScheduler,
+		timeout: releaseLimit(noScheduler), effect: mutating, onFailure: rollBack}
 	shifting := func(name string, run func(context.Context, *v1alpha1.MastodonMigration) (outcome, error), timeout limit) step {
 		return step{name: name, phase: v1alpha1.PhaseShiftingTraffic, run: run, timeout: timeout, effect: mutating, onFailure: retry}
 	}
@@ -136,7 +140,7 @@ func (r *MastodonMigrationReconciler) plan(m *v1alpha1.MastodonMigration) []step
 		// HandOver readies the old stack's objects that the chart names as its own.
 		return []step{preflight, values, snapshot, backup,
 			{name: StepHandOver, phase: v1alpha1.PhaseInstalling, run: r.handOver, timeout: unlimited, effect: mutating, onFailure: retry},
-			install, baseline,
+			install, baseline, scheduler,
 			shifting(StepRollSidekiq, r.roll(rollSidekiq), releaseLimit(oldStillServes(rollSidekiq))),
 			shifting(StepRollStreaming, r.roll(rollStreaming), releaseLimit(oldStillServes(rollStreaming))),
 			shifting(StepRollWeb, r.roll(rollWeb), releaseLimit(oldStillServes(rollWeb))),
@@ -147,10 +151,15 @@ func (r *MastodonMigrationReconciler) plan(m *v1alpha1.MastodonMigration) []step
 		return []step{preflight, values, snapshot, baseline,
 			shifting(StepMaintenanceOn, r.maintenanceOn, unlimited),
 			shifting(StepStopSource, r.stopSource, unlimited),
-			backup, install, verify, shift,
+			backup, install, verify, scheduler, shift,
 			shifting(StepMaintenanceOff, r.removeMaintenance, unlimited),
 			observe, finish}
 	}
 	// BlueGreen, the default: the release beside the old stack, then the switch.
-	return []step{preflight, values, snapshot, backup, install, verify, baseline, shift, observe, finish}
+	return []step{preflight, values, snapshot, backup, install, verify, baseline, scheduler, shift, observe, finish}
+}
+
+// noScheduler ends the message of a scheduler hand-over that timed out.
+func noScheduler(*v1alpha1.MastodonMigration) string {
+	return "; no Sidekiq process consumes the scheduler queue: scheduled jobs wait until a rollback (spec.rollbackLevel 1) restarts the old one"
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/internal/database"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
 	"github.com/mastodon-operator/mastodon-operator/internal/preflight"
+	"github.com/mastodon-operator/mastodon-operator/internal/scheduler"
 	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
 	"github.com/mastodon-operator/mastodon-operator/internal/traffic"
 	"github.com/mastodon-operator/mastodon-operator/internal/workload"
@@ -102,7 +103,11 @@ func (r *MastodonMigrationReconciler) rollbackPlan(m *v1alpha1.MastodonMigration
 	}
 	source := undo(StepRollbackSource, r.rollbackSource)
 	source.timeout = limit{after: sourceReadyTimeout, setting: "spec.rollback.sourceReadyTimeout"}
-	steps := []step{source, undo(StepRollbackTraffic, r.rollbackTraffic), undo(StepRollbackRelease, r.rollbackScaleDownRelease)}
+	// The scheduler goes back once the traffic is: the release's consumer stops before the old
+	// one starts, and no request waits for a Sidekiq pod to turn ready.
+	handBack := undo(StepRollbackScheduler, r.handBackScheduler)
+	handBack.timeout = source.timeout
+	steps := []step{source, undo(StepRollbackTraffic, r.rollbackTraffic), handBack, undo(StepRollbackRelease, r.rollbackScaleDownRelease)}
 	if m.Spec.Strategy == v1alpha1.StrategyMaintenance {
 		steps = append(steps, undo(StepRollbackMaintenance, r.removeMaintenance))
 	}
@@ -288,13 +293,18 @@ func (r *MastodonMigrationReconciler) rollbackSource(ctx context.Context, m *v1a
 			return outcome{}, err
 		}
 	}
-	var waiting []string
+	var waiting, later []string
 	for stored, want := range stored {
 		name := setAsideAs(m, stored)
 		live := &appsv1.Deployment{}
 		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: name}, live); err != nil {
 			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf(
 				"source Deployment %s: %v: level 1 cannot bring it back; set spec.rollbackLevel to 2 to restore it from the snapshot", name, err)}, nil
+		}
+		if scheduler.Consumes(want.Spec.Template.Spec).Consumes {
+			// RollbackHandBackScheduler starts it once the release's consumer is gone.
+			later = append(later, name)
+			continue
 		}
 		if !ptr.Equal(live.Spec.Replicas, want.Spec.Replicas) {
 			before := live.DeepCopy()
@@ -325,7 +335,12 @@ func (r *MastodonMigrationReconciler) rollbackSource(ctx context.Context, m *v1a
 	if len(waiting) > 0 {
 		return outcome{state: v1alpha1.StepRunning, message: "waiting for the old pods: " + strings.Join(waiting, "; ")}, nil
 	}
-	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d old Deployments back at their snapshot replicas and ready", len(stored))}, nil
+	msg := fmt.Sprintf("%d old Deployments back at their snapshot replicas and ready", len(stored)-len(later))
+	if len(later) > 0 {
+		slices.Sort(later)
+		msg += fmt.Sprintf("; the scheduler consumer %s starts after the traffic is back, once the release's has stopped", strings.Join(later, ", "))
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: msg}, nil
 }
 
 // rollbackTraffic undoes the recorded traffic switch, field by field.

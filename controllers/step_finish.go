@@ -66,6 +66,11 @@ func (r *MastodonMigrationReconciler) finish(ctx context.Context, m *v1alpha1.Ma
 	if len(repointed) > 0 {
 		msg += "; HPAs re-pointed: " + strings.Join(repointed, ", ")
 	}
+	if st := m.Status.Scheduler; m.Spec.Strategy != v1alpha1.StrategyInPlace && st != nil && st.Holder != "" && len(st.HandOvers) > 0 {
+		// The hand-over scaled the scheduler worker by a patch: Helm's stored values say 0.
+		msg += fmt.Sprintf("; release %s was installed with its Sidekiq scheduler worker at 0 replicas (%s holds the scheduler since the hand-over), so never upgrade it with --reuse-values: pass the full values (spec.release)",
+			m.Spec.Release.Name, st.Holder)
+	}
 	if m.Spec.Strategy == v1alpha1.StrategyInPlace {
 		// The roll steps scaled the release by patches: Helm's stored values still say 0.
 		msg += fmt.Sprintf("; release %s was installed with 0 replicas, so never upgrade it with --reuse-values: pass the full values (spec.release)",

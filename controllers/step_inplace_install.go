@@ -14,6 +14,16 @@ import (
 // steps then start one component at a time. The result only depends on vals and the chart, so
 // an install after a restart gets the same values.
 func stoppedValues(vals map[string]any, chrt *chart.Chart) map[string]any {
+	return values.Merge(stopWorkers(vals, chrt, func(string) bool { return true }), map[string]any{"mastodon": map[string]any{
+		"web":       map[string]any{"replicas": int64(0)},
+		"streaming": map[string]any{"replicas": int64(0)},
+	}})
+}
+
+// stopWorkers returns vals with the Sidekiq workers that stop names at 0 replicas. The workers
+// are those of vals, or the chart's default workers when vals names none; the list is written
+// whole, as Helm replaces a list of the values rather than merging it.
+func stopWorkers(vals map[string]any, chrt *chart.Chart, stop func(worker string) bool) map[string]any {
 	workers, ok := lookupList(vals, "mastodon", "sidekiq", "workers")
 	if !ok && chrt != nil {
 		workers, _ = lookupList(chrt.Values, "mastodon", "sidekiq", "workers")
@@ -24,17 +34,15 @@ func stoppedValues(vals map[string]any, chrt *chart.Chart) map[string]any {
 		if wm, ok := w.(map[string]any); ok {
 			entry = values.Merge(wm)
 		}
-		entry["replicas"] = int64(0)
+		if name, _ := entry["name"].(string); stop(name) {
+			entry["replicas"] = int64(0)
+		}
 		stopped = append(stopped, entry)
 	}
-	override := map[string]any{"mastodon": map[string]any{
-		"web":       map[string]any{"replicas": int64(0)},
-		"streaming": map[string]any{"replicas": int64(0)},
-	}}
-	if len(stopped) > 0 {
-		override["mastodon"].(map[string]any)["sidekiq"] = map[string]any{"workers": stopped}
+	if len(stopped) == 0 {
+		return vals
 	}
-	return values.Merge(vals, override)
+	return values.Merge(vals, map[string]any{"mastodon": map[string]any{"sidekiq": map[string]any{"workers": stopped}}})
 }
 
 // lookupList returns the list at path in a values tree.

@@ -31,12 +31,14 @@ func releaseTimeout(m *v1alpha1.MastodonMigration) time.Duration {
 // resources and hook Jobs. helm.Install returns a deployed release of the same chart unchanged
 // and recovers one left pending by an interrupted operator, so running it twice installs once.
 // InPlace installs every Deployment at 0 replicas (stoppedValues): its roll steps start them.
+// The other strategies install the Sidekiq workers that consume the scheduler queue at 0
+// replicas: HandOverScheduler starts them once the old consumers have stopped.
 //
 // Helm runs in the background (helmActions), as the install may wait for minutes: this step
 // starts it, says Running while it waits, and records its result on the reconcile its end
 // triggers.
 func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
-	where := "beside the old stack"
+	where := "beside the old stack, its Sidekiq scheduler consumers at 0 replicas"
 	if m.Spec.Strategy == v1alpha1.StrategyInPlace {
 		where = "with every Deployment at 0 replicas, beside the old stack"
 	}
@@ -86,6 +88,21 @@ func (r *MastodonMigrationReconciler) startInstall(ctx context.Context, m *v1alp
 	}
 	if m.Spec.Strategy == v1alpha1.StrategyInPlace {
 		vals = stoppedValues(vals, chrt)
+	} else {
+		// The release's scheduler consumers start only once the old ones have stopped
+		// (HandOverScheduler).
+		consumers, err := schedulerWorkers(chrt, vals, m)
+		if err != nil {
+			return nil, outcome{state: v1alpha1.StepFailed, message: err.Error()}, nil
+		}
+		vals = stopWorkers(vals, chrt, func(worker string) bool { return consumers[worker] })
+	}
+	if m.Status.Scheduler == nil {
+		src, err := r.sourceStack(ctx, m)
+		if err != nil {
+			return nil, outcome{}, err
+		}
+		m.Status.Scheduler = &v1alpha1.SchedulerStatus{Holder: deploymentNames(schedulerConsumers(src.sidekiq))}
 	}
 	cfg, err := r.helmConfig(ctx, m.Namespace)
 	if err != nil {

@@ -82,13 +82,18 @@ func (r *MastodonMigrationReconciler) stopSource(ctx context.Context, m *v1alpha
 		if err := r.scaleToZero(ctx, d); err != nil {
 			return outcome{}, err
 		}
-		if d.Status.Replicas > 0 || d.Status.ObservedGeneration < d.Generation {
-			waiting = append(waiting, fmt.Sprintf("%s: %d pod(s) left", d.Name, d.Status.Replicas))
+		// Pods, not status.replicas, which leaves out the Terminating ones that still write.
+		n, err := r.podsOf(ctx, d)
+		if err != nil {
+			return outcome{}, err
+		}
+		if n > 0 {
+			waiting = append(waiting, fmt.Sprintf("%s: %d pod(s) left", d.Name, n))
 		}
 	}
 	if len(waiting) > 0 {
 		return outcome{state: v1alpha1.StepRunning, message: "waiting for the old pods to stop: " + strings.Join(waiting, "; "),
-			requeueAfter: sourceReadyTimeout(m)}, nil
+			requeueAfter: podsGonePoll}, nil
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d old Deployments scaled to 0; their pods are gone",
 		len(src.all()))}, nil

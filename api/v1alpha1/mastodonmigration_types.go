@@ -764,6 +764,44 @@ type MastodonMigrationStatus struct {
 	// Rollback records the rollback that ran, if any.
 	// +optional
 	Rollback *RollbackStatus `json:"rollback,omitempty"`
+
+	// Scheduler says which Deployment consumes Sidekiq's scheduler queue, and each hand-over of
+	// it between the stacks: only one may, or every scheduled job runs twice.
+	// +optional
+	Scheduler *SchedulerStatus `json:"scheduler,omitempty"`
+}
+
+// SchedulerStatus is who holds Sidekiq's scheduler queue.
+type SchedulerStatus struct {
+	// Holder is the Deployment (or Deployments, comma-separated) whose pods consume the
+	// scheduler queue; empty while it is handed over.
+	// +optional
+	Holder string `json:"holder,omitempty"`
+	// Since is when the holder's pods were ready.
+	// +optional
+	Since *metav1.MicroTime `json:"since,omitempty"`
+	// HandOvers are the hand-overs so far, oldest first: to the release, and back at a rollback.
+	// +kubebuilder:validation:MaxItems=4
+	// +listType=atomic
+	// +optional
+	HandOvers []SchedulerHandOver `json:"handOvers,omitempty"`
+}
+
+// SchedulerHandOver is one hand-over of the scheduler queue: the new consumer starts only once
+// the old one's pods are gone.
+type SchedulerHandOver struct {
+	// From are the Deployments that held the scheduler, comma-separated; empty when none did.
+	// +optional
+	From string `json:"from,omitempty"`
+	// To are the Deployments that take it, comma-separated; empty when none does.
+	// +optional
+	To string `json:"to,omitempty"`
+	// OldStoppedAt is when the last pod of From was seen gone.
+	// +optional
+	OldStoppedAt *metav1.MicroTime `json:"oldStoppedAt,omitempty"`
+	// NewStartedAt is when the pods of To were seen ready.
+	// +optional
+	NewStartedAt *metav1.MicroTime `json:"newStartedAt,omitempty"`
 }
 
 // StepState is the state of one step.

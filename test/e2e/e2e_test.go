@@ -211,7 +211,7 @@ func TestBlueGreenMigrationCompletes(t *testing.T) {
 		steps = append(steps, s.Name+"="+string(s.State))
 	}
 	g.Expect(steps).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
-		"DatabaseBackup=Skipped", "Install=Succeeded", "Verify=Succeeded", "Baseline=Succeeded", "ShiftTraffic=Succeeded", "Observe=Succeeded",
+		"DatabaseBackup=Skipped", "Install=Succeeded", "Verify=Succeeded", "Baseline=Succeeded", "HandOverScheduler=Succeeded", "ShiftTraffic=Succeeded", "Observe=Succeeded",
 		"Finish=Succeeded"}))
 	g.Expect(got.Status.Release).To(gomega.HaveField("Status", "deployed"))
 	g.Expect(got.Status.Traffic).To(gomega.HaveField("Target", v1alpha1.TrafficToRelease))
@@ -284,6 +284,7 @@ func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
 	if _, err := h.DeployMastodon(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	sampler := watchScheduler(t, ns, "mastodon-helm")
 	m := sampleMigration(t, ns)
 	shortWindow(m)
 	if err := h.Client.Create(ctx, m); err != nil {
@@ -291,11 +292,14 @@ func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
 	}
 	restartedIn := restartInEveryStep(t, ctx, m)
 	g := gomega.NewWithT(t)
-	for _, step := range []string{"Preflight", "Snapshot", "Install", "Verify", "ShiftTraffic", "Observe", "Finish"} {
+	for _, step := range []string{"Preflight", "Snapshot", "Install", "Verify", "HandOverScheduler", "ShiftTraffic", "Observe", "Finish"} {
 		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
 	}
 	expectOneDeployedRevision(g, ctx, ns, "mastodon-helm")
 	expectOneSnapshot(g, ctx, ns)
+	got, _ := getMigration(ctx, m)()
+	clash, seen := sampler.done()
+	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
 }
 
 // restartInEveryStep restarts the operator once in each step, as soon as a status write shows

@@ -130,17 +130,17 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 	g := gomega.NewWithT(t)
 	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Ready")).To(gomega.BeTrue())
 	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
-		"DatabaseBackup=Skipped", "HandOver=Skipped", "Install=Succeeded", "Baseline=Succeeded", "RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded",
+		"DatabaseBackup=Skipped", "HandOver=Skipped", "Install=Succeeded", "Baseline=Succeeded", "HandOverScheduler=Succeeded", "RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded",
 		"Observe=Succeeded", "Finish=Succeeded"}))
 	// Each component started only once the one before it had handed over.
 	var prev *metav1.MicroTime
-	for _, s := range got.Status.Steps[7:10] {
+	for _, s := range got.Status.Steps[8:11] {
 		if prev != nil {
 			g.Expect(s.StartedAt.Time).NotTo(gomega.BeTemporally("<", prev.Time), s.Name)
 		}
 		prev = s.FinishedAt
 	}
-	g.Expect(got.Status.Steps[8].Message).To(gomega.ContainSubstring("Service/mastodon-streaming by ServiceSelector"))
+	g.Expect(got.Status.Steps[9].Message).To(gomega.ContainSubstring("Service/mastodon-streaming by ServiceSelector"))
 	g.Expect(got.Status.Traffic).To(gomega.HaveField("Target", v1alpha1.TrafficToRelease))
 	g.Expect(got.Status.Traffic.Changes).To(gomega.HaveLen(len(inPlaceSwitched)))
 
@@ -181,6 +181,7 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 	if _, err := h.DeployMastodon(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	sampler := watchScheduler(t, ns, "mastodon")
 	m := sampleMigration(t, ns)
 	inPlace(m)
 	m.Spec.Release.Name = "mastodon"
@@ -189,7 +190,7 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 	}
 	restartedIn := restartInEveryStep(t, ctx, m)
 	g := gomega.NewWithT(t)
-	for _, step := range []string{"Preflight", "Snapshot", "HandOver", "Install", "RollSidekiq", "RollStreaming", "RollWeb", "Observe", "Finish"} {
+	for _, step := range []string{"Preflight", "Snapshot", "HandOver", "Install", "HandOverScheduler", "RollSidekiq", "RollStreaming", "RollWeb", "Observe", "Finish"} {
 		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
 	}
 	got, _ := getMigration(ctx, m)()
@@ -202,6 +203,8 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
 		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), name)
 	}
+	clash, seen := sampler.done()
+	expectSchedulerHandedOver(t, got, "mastodon-sidekiq-worker", clash, seen, 1)
 }
 
 // TestInPlaceLevel2RollbackRestoresTheFixtureExactly rolls a completed InPlace migration back

@@ -61,7 +61,7 @@ func TestMaintenanceMigrationCompletes(t *testing.T) {
 	got, _ := getMigration(ctx, m)()
 	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
 		"Baseline=Succeeded", "MaintenancePageOn=Succeeded", "StopOldStack=Succeeded", "DatabaseBackup=Skipped", "Install=Succeeded",
-		"Verify=Succeeded", "ShiftTraffic=Succeeded", "MaintenancePageOff=Succeeded", "Observe=Succeeded", "Finish=Succeeded"}))
+		"Verify=Succeeded", "HandOverScheduler=Succeeded", "ShiftTraffic=Succeeded", "MaintenancePageOff=Succeeded", "Observe=Succeeded", "Finish=Succeeded"}))
 	after := liveObjects(t, ctx, ns, objs)
 	for source, release := range map[string]string{"mastodon-web": "mastodon-helm-web", "mastodon-assets": "mastodon-helm-web",
 		"mastodon-emoji": "mastodon-helm-web", "mastodon-streaming": "mastodon-helm-streaming"} {
@@ -91,6 +91,7 @@ func TestMaintenanceSurvivesARestartInEveryStep(t *testing.T) {
 	if _, err := h.DeployMastodon(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	sampler := watchScheduler(t, ns, "mastodon-helm")
 	m := sampleMigration(t, ns)
 	maintenance(m)
 	if err := h.Client.Create(ctx, m); err != nil {
@@ -98,10 +99,13 @@ func TestMaintenanceSurvivesARestartInEveryStep(t *testing.T) {
 	}
 	restartedIn := restartInEveryStep(t, ctx, m)
 	g := gomega.NewWithT(t)
-	for _, step := range []string{"MaintenancePageOn", "StopOldStack", "Install", "ShiftTraffic", "MaintenancePageOff", "Finish"} {
+	for _, step := range []string{"MaintenancePageOn", "StopOldStack", "Install", "HandOverScheduler", "ShiftTraffic", "MaintenancePageOff", "Finish"} {
 		g.Expect(restartedIn).To(gomega.HaveKey(step), "the operator was not restarted while %s ran", step)
 	}
 	expectOneDeployedRevision(g, ctx, ns, "mastodon-helm")
+	got, _ := getMigration(ctx, m)()
+	clash, seen := sampler.done()
+	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
 }
 
 // TestMaintenanceLevel2RollbackRestoresTheStackExactly rolls back a Maintenance migration while

@@ -49,7 +49,11 @@ func TestLevel1RollbackMovesTheTrafficBackToTheOldPods(t *testing.T) {
 func TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-level2"
-	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseCompleted, shortWindow)
+	var sampler *schedulerSampler
+	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseCompleted, func(m *v1alpha1.MastodonMigration) {
+		shortWindow(m)
+		sampler = watchScheduler(t, ns, "mastodon-helm")
+	})
 
 	rb := &v1alpha1.MastodonRollback{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "back-to-kustomize"},
@@ -70,9 +74,11 @@ func TestLevel2RollbackByAMastodonRollbackRestoresTheStackExactly(t *testing.T) 
 		stepNames = append(stepNames, s.Name+"="+string(s.State))
 	}
 	g := gomega.NewWithT(t)
-	g.Expect(stepNames).To(gomega.Equal([]string{"Resolve=Succeeded", "RollbackSource=Succeeded", "RollbackTraffic=Succeeded",
+	g.Expect(stepNames).To(gomega.Equal([]string{"Resolve=Succeeded", "RollbackSource=Succeeded", "RollbackTraffic=Succeeded", "RollbackHandBackScheduler=Succeeded",
 		"RollbackScaleDownRelease=Succeeded", "RollbackUninstall=Succeeded", "RollbackRestore=Succeeded"}))
 	got, _ := getMigration(ctx, m)()
+	clash, seen := sampler.done()
+	expectSchedulerHandedOver(t, got, "mastodon-worker", clash, seen, 2)
 	g.Expect(got.Status.Phase).To(gomega.Equal(v1alpha1.PhaseRolledBack))
 	g.Expect(got.Status.Rollback).To(gomega.And(gomega.HaveField("Trigger", "MastodonRollback"),
 		gomega.HaveField("Reason", "sidekiq jobs are not processed")))
