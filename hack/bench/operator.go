@@ -209,3 +209,54 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// clockTicks is Linux's USER_HZ, the unit of the CPU times in /proc/<pid>/stat, 100 on every
+// architecture Go supports.
+const clockTicks = 100
+
+// cpuSeconds is the CPU time (user and system) the process has used.
+func cpuSeconds(pid int) (float64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: the fields start after it.
+	_, rest, ok := strings.Cut(string(raw), ") ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	// utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+	utime, err := strconv.ParseFloat(fields[11], 64)
+	if err != nil {
+		return 0, err
+	}
+	stime, err := strconv.ParseFloat(fields[12], 64)
+	if err != nil {
+		return 0, err
+	}
+	return (utime + stime) / clockTicks, nil
+}
+
+// cpuUse is the CPU time the operator and the control plane have used.
+type cpuUse struct{ operator, cluster float64 }
+
+func (c cpuUse) minus(o cpuUse) cpuUse {
+	return cpuUse{operator: c.operator - o.operator, cluster: c.cluster - o.cluster}
+}
+
+func (b *bench) cpu(op *operatorProcess) (cpuUse, error) {
+	var use cpuUse
+	var err error
+	if use.operator, err = cpuSeconds(op.cmd.Process.Pid); err != nil {
+		return use, err
+	}
+	for _, pid := range b.h.Cluster.PIDs() {
+		s, err := cpuSeconds(pid)
+		if err != nil {
+			return use, err
+		}
+		use.cluster += s
+	}
+	return use, nil
+}

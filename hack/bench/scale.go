@@ -33,6 +33,8 @@ type scaleResult struct {
 	// the others were not Completed yet at the request.
 	rollback time.Duration
 	busy     int
+	// cpu is the CPU time per migration from the creation of the migrations until all are done.
+	cpu cpuUse
 }
 
 // scale runs n migrations at once in as many namespaces, for each size, runs times, each run with
@@ -48,8 +50,8 @@ func (b *bench) scale(ctx context.Context, t *table) error {
 			if err != nil {
 				return fmt.Errorf("%d migrations, run %d: %w", n, i+1, err)
 			}
-			progress("%d migrations, run %d: all Completed in %.1f s, peak RSS %.0f MiB, %.0f requests (%.0f writes) per migration, level 1 under load %d ms (%d others running), idle writes %.0f",
-				n, i+1, r.elapsed.Seconds(), r.peakRSS, r.requests, r.writes, r.rollback.Milliseconds(), r.busy, r.idleWrites)
+			progress("%d migrations, run %d: all Completed in %.1f s, peak RSS %.0f MiB, %.0f requests (%.0f writes) and %.2f s CPU (control plane %.2f s) per migration, level 1 under load %d ms (%d others running), idle writes %.0f",
+				n, i+1, r.elapsed.Seconds(), r.peakRSS, r.requests, r.writes, r.cpu.operator, r.cpu.cluster, r.rollback.Milliseconds(), r.busy, r.idleWrites)
 			results[n] = append(results[n], r)
 		}
 	}
@@ -75,6 +77,11 @@ func (b *bench) scale(ctx context.Context, t *table) error {
 		count := func(v float64) string { return fmt.Sprintf("%.0f", v) }
 		t.add(row{what: fmt.Sprintf("Scale, %d at once: API requests (writes) per migration", n),
 			measured: fmt.Sprintf("%.0f (%.0f)", median(reqs), median(writes)) + spread(reqs, count)})
+		opCPU := pick(rs, func(r scaleResult) float64 { return r.cpu.operator })
+		clusterCPU := pick(rs, func(r scaleResult) float64 { return r.cpu.cluster })
+		floor := (median(opCPU) + median(clusterCPU)) * float64(n+1) / float64(numCPU())
+		t.add(row{what: fmt.Sprintf("Scale, %d at once: CPU time per migration, of the operator and of the control plane", n),
+			measured: fmt.Sprintf("%.2f s, %.2f s", median(opCPU), median(clusterCPU)), against: fmt.Sprintf("all of it on %d CPUs: ≥ %s", numCPU(), secs(floor))})
 		if idle := rs[0].idleWrites; idle >= 0 {
 			t.add(row{what: fmt.Sprintf("Scale, %d at once: API writes in the %s after all are done (first run)", n, idleFor),
 				measured: count(idle), target: "0", met: met(idle == 0)})
@@ -118,6 +125,10 @@ func (b *bench) scaleOnce(ctx context.Context, n, run int, measureIdle bool) (sc
 	}
 	defer op.stop()
 	before, err := op.requests()
+	if err != nil {
+		return res, err
+	}
+	cpuBefore, err := b.cpu(op)
 	if err != nil {
 		return res, err
 	}
@@ -176,6 +187,13 @@ func (b *bench) scaleOnce(ctx context.Context, n, run int, measureIdle bool) (sc
 	}
 	used := after.minus(before)
 	res.requests, res.writes = used.all/float64(n+1), used.writes/float64(n+1)
+	cpuAfter, err := b.cpu(op)
+	if err != nil {
+		return res, err
+	}
+	res.cpu = cpuAfter.minus(cpuBefore)
+	res.cpu.operator /= float64(n + 1)
+	res.cpu.cluster /= float64(n + 1)
 	if res.peakRSS, err = op.peakRSS(); err != nil {
 		return res, err
 	}

@@ -516,6 +516,16 @@ func (c *Cluster) Dir() string { return c.dir }
 // Server returns the apiserver's URL.
 func (c *Cluster) Server() string { return c.server }
 
+// PIDs returns the pid of each control-plane process by name (etcd, kube-apiserver, ...), so
+// that a benchmark can read what they cost.
+func (c *Cluster) PIDs() map[string]int {
+	pids := map[string]int{}
+	for _, p := range c.procs {
+		pids[p.Name] = p.PID
+	}
+	return pids
+}
+
 // RestartAPIServer stops the apiserver (SIGTERM, as a control-plane upgrade does) and starts it
 // again with the same flags, port and certificates, and returns once it is ready. Clients keep
 // their configuration; their requests fail while it is down.
