@@ -318,3 +318,68 @@ func TestRedisDownIsAnError(t *testing.T) {
 		t.Fatalf("an unreachable Redis: %v; want the dial error, without the password", err)
 	}
 }
+
+// fail records a job as Sidekiq's job retry does: the failed counter, and the job in the retry
+// set (scored by its next attempt) or, out of retries, in the dead set (scored by its death).
+func (c *sidekiqClient) fail(set string, jid string) {
+	c.t.Helper()
+	ctx := context.Background()
+	at := float64(time.Now().UnixMilli()) / 1000
+	job := fmt.Sprintf(`{"retry":true,"queue":"push","class":"Web::PushNotificationWorker","args":[1,2],"jid":%q,"error_message":"Net::ReadTimeout","retry_count":3,"failed_at":%.3f}`, jid, at)
+	if _, err := c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.IncrBy(ctx, c.prefix+"stat:processed", 1)
+		pipe.IncrBy(ctx, c.prefix+"stat:failed", 1)
+		pipe.ZAdd(ctx, c.prefix+set, redis.Z{Score: at, Member: job})
+		return nil
+	}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func TestTheRetryAndDeadSetsAndTheFailedCounter(t *testing.T) {
+	addr := sharedRedis(t)
+	ours := newSidekiqClient(t, addr, "mastodon")
+	ours.processed(100)
+	for i := range 3 {
+		ours.fail("retry", fmt.Sprint("r", i))
+	}
+	ours.fail("dead", "d0")
+	// Another instance's failures, without a namespace, in the same Redis.
+	theirs := newSidekiqClient(t, addr, "")
+	for i := range 5 {
+		theirs.fail("dead", fmt.Sprint("other", i))
+	}
+
+	p := New(Config{Address: addr, Namespace: "mastodon"})
+	defer func() { _ = p.Close() }()
+	m, err := p.Measure(context.Background(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Failed == nil || m.Retry == nil || m.Dead == nil {
+		t.Fatalf("measured %+v: want the failed counter and both sets", m)
+	}
+	if *m.Processed != 104 || *m.Failed != 4 || *m.Retry != 3 || *m.Dead != 1 {
+		t.Fatalf("processed %d, failed %d, retry %d, dead %d; want 104, 4, 3, 1", *m.Processed, *m.Failed, *m.Retry, *m.Dead)
+	}
+	// An instance whose Sidekiq never failed has no such keys: zero, not an error.
+	other := New(Config{Address: addr, Namespace: "quiet"})
+	defer func() { _ = other.Close() }()
+	if m, err := other.Measure(context.Background(), time.Minute); err != nil || *m.Failed != 0 || *m.Retry != 0 || *m.Dead != 0 {
+		t.Fatalf("no failures yet: %+v, %v", m, err)
+	}
+}
+
+func TestAKeyOfAnotherTypeIsAnError(t *testing.T) {
+	addr := sharedRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer func() { _ = rdb.Close() }()
+	if err := rdb.Set(context.Background(), "dead", "not a sorted set", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p := New(Config{Address: addr})
+	defer func() { _ = p.Close() }()
+	if _, err := p.Measure(context.Background(), time.Minute); err == nil || !strings.Contains(err.Error(), "sorted set dead") {
+		t.Fatalf("a dead key that is no sorted set: %v; want an error naming it", err)
+	}
+}
