@@ -559,6 +559,22 @@ type Thresholds struct {
 	// +kubebuilder:default={}
 	// +optional
 	Medium MediumThreshold `json:"medium,omitempty"`
+
+	// Warning is shown in status and never acts (default: the oldest Sidekiq job waiting more
+	// than 30s).
+	// +kubebuilder:default={}
+	// +optional
+	Warning WarningThreshold `json:"warning,omitempty"`
+}
+
+// WarningThreshold is shown in status.analysis.warnings, never acted on.
+type WarningThreshold struct {
+	// QueueLatency is the age of the oldest waiting Sidekiq job above which status warns
+	// (needs analysis.sidekiq); 0s turns it off.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="warning.queueLatency must be a duration between 0s and 24h, such as \"30s\""
+	// +optional
+	QueueLatency *metav1.Duration `json:"queueLatency,omitempty"`
 }
 
 // CriticalThreshold acts as soon as it is crossed.
@@ -588,6 +604,28 @@ type HighThreshold struct {
 	// +kubebuilder:default=true
 	// +optional
 	JobsNotProcessed *bool `json:"jobsNotProcessed,omitempty"`
+
+	// DeadJobsRatio is the Sidekiq jobs that died since the baseline over those processed
+	// since, from 0 to 1, above which the new stack's jobs are failing (needs analysis.sidekiq);
+	// "0" turns it off. It acts once it has held for high.for.
+	// +kubebuilder:default="0.01"
+	// +optional
+	DeadJobsRatio Fraction `json:"deadJobsRatio,omitempty"`
+
+	// QueueLatency is the age of the oldest waiting Sidekiq job above which the new stack's
+	// jobs fall behind (needs analysis.sidekiq); 0s turns it off. It acts once it has held for
+	// queueLatencyFor.
+	// +kubebuilder:default="120s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="high.queueLatency must be a duration between 0s and 24h, such as \"120s\""
+	// +optional
+	QueueLatency *metav1.Duration `json:"queueLatency,omitempty"`
+
+	// QueueLatencyFor is how long the queue latency must stay above high.queueLatency before it
+	// acts.
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="high.queueLatencyFor must be a duration between 0s and 24h, such as \"10m\""
+	// +optional
+	QueueLatencyFor *metav1.Duration `json:"queueLatencyFor,omitempty"`
 
 	// For is how long the threshold must hold before it acts.
 	// +kubebuilder:default="15m"
@@ -988,6 +1026,19 @@ type AnalysisStatus struct {
 	// not move while jobs wait means jobs are not processed.
 	// +optional
 	JobsProcessed *int64 `json:"jobsProcessed,omitempty"`
+	// JobsSinceBaseline is what Sidekiq processed, failed, added to its retry set and to its
+	// dead set since the baseline.
+	// +optional
+	JobsSinceBaseline *SidekiqJobs `json:"jobsSinceBaseline,omitempty"`
+	// DeadJobsRatio is the dead jobs since the baseline over the processed ones.
+	// +optional
+	DeadJobsRatio string `json:"deadJobsRatio,omitempty"`
+	// Warnings are thresholds crossed that never act, such as the queue latency's warning.
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	// +optional
+	Warnings []string `json:"warnings,omitempty"`
 	// Baseline is the old stack measured before the traffic moved.
 	// +optional
 	Baseline *Baseline `json:"baseline,omitempty"`
@@ -1009,7 +1060,7 @@ type AnalysisStatus struct {
 	UnhealthySince *metav1.Time `json:"unhealthySince,omitempty"`
 }
 
-// Baseline is the old stack's error rate and latency before the traffic moved.
+// Baseline is the old stack's error rate, latency and Sidekiq counters before the traffic moved.
 type Baseline struct {
 	// ErrorRate of the old stack.
 	// +optional
@@ -1017,16 +1068,29 @@ type Baseline struct {
 	// Latency of the old stack.
 	// +optional
 	Latency string `json:"latency,omitempty"`
+	// Jobs are Sidekiq's counters and sets at the baseline, which the new stack's failures
+	// are counted from.
+	// +optional
+	Jobs *SidekiqJobs `json:"jobs,omitempty"`
 	// MeasuredAt is when it was measured.
 	// +optional
 	MeasuredAt *metav1.Time `json:"measuredAt,omitempty"`
+}
+
+// SidekiqJobs are Sidekiq's counters (stat:processed, stat:failed) and the sizes of its retry
+// and dead sets, or their growth.
+type SidekiqJobs struct {
+	Processed int64 `json:"processed"`
+	Failed    int64 `json:"failed"`
+	Retry     int64 `json:"retry"`
+	Dead      int64 `json:"dead"`
 }
 
 // Breach is one threshold crossed.
 type Breach struct {
 	// Severity is Critical, High or Medium.
 	Severity string `json:"severity"`
-	// Metric is errorRate, latencyRatio or jobsNotProcessed.
+	// Metric is errorRate, latencyRatio, jobsNotProcessed, deadJobsRatio or queueLatency.
 	Metric string `json:"metric"`
 	// Value measured.
 	Value string `json:"value"`
