@@ -310,6 +310,15 @@ type PreflightSpec struct {
 	// +optional
 	AllowImageChange bool `json:"allowImageChange,omitempty"`
 
+	// AcceptVersionChange confirms one change of Mastodon version that preflight's Version
+	// check cannot judge or that needs the old stack stopped, written as it names it: the old
+	// and the new image tag, such as "nightly -> v4.6.2". It accepts that jump only: a release
+	// at another version is judged again. A downgrade is never accepted.
+	// +kubebuilder:validation:MaxLength=260
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_][-.A-Za-z0-9_:]{0,127} -> [A-Za-z0-9_][-.A-Za-z0-9_:]{0,127}$`
+	// +optional
+	AcceptVersionChange string `json:"acceptVersionChange,omitempty"`
+
 	// AcceptGitOpsOwners lets the migration change objects that a GitOps tool (Flux, Argo CD)
 	// manages, once you have suspended it (Flux: flux suspend kustomization; Argo CD: automated
 	// sync off for the Application). Each entry names the owner as preflight's GitOpsOwners
@@ -786,6 +795,11 @@ type MastodonMigrationStatus struct {
 	// +optional
 	Analysis *AnalysisStatus `json:"analysis,omitempty"`
 
+	// Schema records that the release's hooks migrated the database to another Mastodon
+	// version than the old stack's: the old code now runs on the new schema.
+	// +optional
+	Schema *SchemaStatus `json:"schema,omitempty"`
+
 	// Rollback records the rollback that ran, if any.
 	// +optional
 	Rollback *RollbackStatus `json:"rollback,omitempty"`
@@ -1075,6 +1089,18 @@ type Baseline struct {
 	// MeasuredAt is when it was measured.
 	// +optional
 	MeasuredAt *metav1.Time `json:"measuredAt,omitempty"`
+}
+
+// SchemaStatus is the database schema after the release's migration hooks ran.
+type SchemaStatus struct {
+	// From is the old stack's Mastodon image tag, whose code no longer matches the schema.
+	// +kubebuilder:validation:MaxLength=128
+	From string `json:"from"`
+	// Version is the release's Mastodon image tag, whose migrations ran.
+	// +kubebuilder:validation:MaxLength=128
+	Version string `json:"version"`
+	// MigratedAt is when the install, its db:prepare hook done, recorded it.
+	MigratedAt metav1.Time `json:"migratedAt"`
 }
 
 // SidekiqJobs are Sidekiq's counters (stat:processed, stat:failed) and the sizes of its retry

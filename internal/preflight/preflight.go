@@ -65,6 +65,7 @@ func Checklist() []Rule {
 		{Name: "ReleaseCollisions", Check: releaseCollisions},
 		{Name: "ReleaseDryRun", Check: releaseDryRun},
 		{Name: "Image", Check: imageUnchanged},
+		{Name: "Version", Check: versionJump},
 		{Name: "EnvParity", Check: envParity},
 		{Name: "TargetPorts", Check: targetPorts},
 	}
