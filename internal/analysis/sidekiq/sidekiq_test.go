@@ -1,19 +1,19 @@
 package sidekiq
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mastodon-operator/mastodon-operator/internal/testenv/redisserver"
 )
 
 // server is the package's redis-server, started by the first test that needs it and stopped
@@ -33,21 +33,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// redisBin is Debian's redis-server; the tests run against it for real.
-func redisBin(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatal("redis-server is not installed: `make test` installs it (hack/test-deps.sh, Debian's redis-server package)")
-	}
-	return bin
-}
-
 // sharedRedis is the address of the package's redis-server, emptied for the test.
 func sharedRedis(t *testing.T) string {
 	t.Helper()
-	bin := redisBin(t)
-	server.once.Do(func() { server.addr, server.stop, server.err = startRedis(bin) })
+	server.once.Do(func() { server.addr, server.stop, server.err = redisserver.Start() })
 	if server.err != nil {
 		t.Fatal(server.err)
 	}
@@ -57,67 +46,6 @@ func sharedRedis(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return server.addr
-}
-
-// startRedis runs redis-server on a free loopback port, without persistence; extra are more
-// arguments. A port taken between finding it free and the server binding it is tried again.
-func startRedis(bin string, extra ...string) (addr string, stop func(), err error) {
-	for attempt := 0; attempt < 3; attempt++ {
-		if addr, stop, err = startRedisOnce(bin, extra...); err == nil {
-			return addr, stop, nil
-		}
-	}
-	return "", nil, err
-}
-
-func startRedisOnce(bin string, extra ...string) (string, func(), error) {
-	port, err := freePort()
-	if err != nil {
-		return "", nil, err
-	}
-	dir, err := os.MkdirTemp("", "sidekiq-redis-")
-	if err != nil {
-		return "", nil, err
-	}
-	args := append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, extra...)
-	cmd := exec.Command(bin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", nil, err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		_ = os.RemoveAll(dir)
-	}
-	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-exited:
-			_ = os.RemoveAll(dir)
-			return "", nil, fmt.Errorf("redis-server exited (%v): %s", err, out.String())
-		default:
-		}
-		if c, err := net.Dial("tcp", addr); err == nil {
-			_ = c.Close()
-			return addr, stop, nil
-		}
-	}
-	stop()
-	return "", nil, fmt.Errorf("redis-server did not listen on %s within 10s: %s", addr, out.String())
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // sidekiqClient writes to Redis as Sidekiq's client does, under prefix.
@@ -278,7 +206,7 @@ func TestAJobWithoutEnqueuedAtHasNoAge(t *testing.T) {
 
 func TestPasswordIsUsedAndNeverShown(t *testing.T) {
 	const password = "s3cret-redis-pass"
-	addr, stop, err := startRedis(redisBin(t), "--requirepass", password)
+	addr, stop, err := redisserver.Start("--requirepass", password)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +234,7 @@ func TestPasswordIsUsedAndNeverShown(t *testing.T) {
 }
 
 func TestRedisDownIsAnError(t *testing.T) {
-	port, err := freePort()
+	port, err := redisserver.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
