@@ -104,3 +104,25 @@ func TestSidekiqFailuresShowInStatus(t *testing.T) {
 		t.Fatalf("thresholds %+v", th)
 	}
 }
+
+// TestRollbackMessagesNameTheMigratedSchema: after the release's hooks migrated the database
+// (status.schema), levels 1 and 2 say that the old code runs on the new schema, level 3 that the
+// backup brings the old one back; without a migration the message is as it was.
+func TestRollbackMessagesNameTheMigratedSchema(t *testing.T) {
+	m := &v1alpha1.MastodonMigration{}
+	const msg = "rolled back at level 2: the old stack serves the traffic"
+	if got := withSchema(msg, m, 2); got != msg {
+		t.Fatalf("no schema migrated: %q", got)
+	}
+	m.Status.Schema = &v1alpha1.SchemaStatus{From: "v4.5.3", Version: "v4.6.2",
+		MigratedAt: metav1.NewTime(time.Date(2026, 12, 1, 3, 4, 5, 0, time.UTC))}
+	for level, want := range map[int32]string{
+		1: "rolled back at level 2: the old stack serves the traffic; the old code (Mastodon v4.5.3) now runs on the database schema migrated to v4.6.2 at 03:04:05, which level 1 does not undo; level 3 restores the backup and the old schema, losing every write since",
+		2: "rolled back at level 2: the old stack serves the traffic; the old code (Mastodon v4.5.3) now runs on the database schema migrated to v4.6.2 at 03:04:05, which level 2 does not undo; level 3 restores the backup and the old schema, losing every write since",
+		3: "rolled back at level 2: the old stack serves the traffic; the database backup from before the migration to v4.6.2 brings back the schema of Mastodon v4.5.3",
+	} {
+		if got := withSchema(msg, m, level); got != want {
+			t.Errorf("level %d:\n got  %q\n want %q", level, got, want)
+		}
+	}
+}

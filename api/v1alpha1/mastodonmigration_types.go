@@ -558,8 +558,9 @@ type Thresholds struct {
 	// +optional
 	Critical CriticalThreshold `json:"critical,omitempty"`
 
-	// High acts once it has held for its duration (default: 5xx above 10% or latency 3x the
-	// baseline, for 15 minutes).
+	// High acts once it has held for its duration (default: 5xx above 10%, latency 3x the
+	// baseline, Sidekiq jobs not processed or more than 1% of them dead, for 15 minutes; the
+	// oldest Sidekiq job waiting more than 120s, for 10 minutes).
 	// +kubebuilder:default={}
 	// +optional
 	High HighThreshold `json:"high,omitempty"`
