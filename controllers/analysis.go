@@ -209,6 +209,10 @@ func thresholds(m *v1alpha1.MastodonMigration) analysis.Thresholds {
 	parse(string(t.High.ErrorRate), &th.HighErrorRate)
 	parse(t.High.LatencyRatio, &th.HighLatencyRatio)
 	parse(string(t.Medium.ErrorRate), &th.MediumErrorRate)
+	parse(string(t.High.DeadJobsRatio), &th.HighDeadJobsRatio)
+	th.HighQueueLatency = durationOr(t.High.QueueLatency, th.HighQueueLatency)
+	th.HighQueueLatencyFor = durationOr(t.High.QueueLatencyFor, th.HighQueueLatencyFor)
+	th.WarningQueueLatency = durationOr(t.Warning.QueueLatency, th.WarningQueueLatency)
 	if t.High.JobsNotProcessed != nil {
 		th.HighJobsNotProcessed = *t.High.JobsNotProcessed
 	}
@@ -234,6 +238,9 @@ func baselineOf(m *v1alpha1.MastodonMigration) analysis.Baseline {
 		b.ErrorRate = parsePercent(a.Baseline.ErrorRate)
 		if d, err := time.ParseDuration(a.Baseline.Latency); err == nil {
 			b.Latency = &d
+		}
+		if j := a.Baseline.Jobs; j != nil {
+			b.Jobs = &analysis.Jobs{Processed: j.Processed, Failed: j.Failed, Retry: j.Retry, Dead: j.Dead}
 		}
 	}
 	return b
@@ -271,6 +278,9 @@ func recordAnalysis(m *v1alpha1.MastodonMigration, res analysis.Result, provider
 	a.ErrorRate = formatPercent(res.ErrorRate)
 	a.Latency = formatDuration(res.Latency)
 	a.QueueLatency = formatDuration(res.QueueLatency)
+	a.JobsSinceBaseline = sidekiqJobs(res.JobsSinceBaseline)
+	a.DeadJobsRatio = formatPercent(res.DeadRatio)
+	a.Warnings = res.Warnings
 	if res.LatencyRatio != nil {
 		a.LatencyRatio = strconv.FormatFloat(*res.LatencyRatio, 'f', 2, 64)
 	}
@@ -291,6 +301,13 @@ func recordAnalysis(m *v1alpha1.MastodonMigration, res analysis.Result, provider
 	}
 	m.Status.Analysis = a
 	return verdictChanged
+}
+
+func sidekiqJobs(j *analysis.Jobs) *v1alpha1.SidekiqJobs {
+	if j == nil {
+		return nil
+	}
+	return &v1alpha1.SidekiqJobs{Processed: j.Processed, Failed: j.Failed, Retry: j.Retry, Dead: j.Dead}
 }
 
 // providerMessage says what a provider that gave data measured: whether there were enough
@@ -393,8 +410,10 @@ func formatDuration(d *time.Duration) string {
 
 func formatMetric(metric string, v float64) string {
 	switch metric {
-	case analysis.MetricErrorRate:
+	case analysis.MetricErrorRate, analysis.MetricDeadJobsRatio:
 		return formatPercent(&v)
+	case analysis.MetricQueueLatency:
+		return (time.Duration(v * float64(time.Second))).Round(time.Second).String()
 	case analysis.MetricLatencyRatio:
 		return strconv.FormatFloat(v, 'f', 2, 64) + "x"
 	}

@@ -164,7 +164,8 @@ func (r *MastodonMigrationReconciler) rollBack(ctx context.Context, m *v1alpha1.
 		if rb != nil && rb.StartedAt != nil {
 			m.Status.Rollback.StartedAt = rb.StartedAt
 		}
-		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "RollingBack", "Rollback", "%s", eventNote(fmt.Sprintf("rollback level %d: %s", level, reason)))
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "RollingBack", "Rollback", "%s",
+			eventNote(withSchema(fmt.Sprintf("rollback level %d: %s", level, reason), m, level)))
 	}
 	rb = m.Status.Rollback
 	if canceled, err := r.Helm.cancel(ctx, m, actionInstall); err != nil {
@@ -187,7 +188,21 @@ func (r *MastodonMigrationReconciler) rollBack(ctx context.Context, m *v1alpha1.
 	if !done || err != nil {
 		return result, err
 	}
-	return r.rolledBack(m, fmt.Sprintf("rolled back at level %d: the old stack serves the traffic", level))
+	return r.rolledBack(m, withSchema(fmt.Sprintf("rolled back at level %d: the old stack serves the traffic", level), m, level))
+}
+
+// withSchema adds to a rollback's message what it does with the schema the release's hooks
+// migrated (status.schema): levels 1 and 2 leave the old code on it, level 3 takes it back.
+func withSchema(msg string, m *v1alpha1.MastodonMigration, level int32) string {
+	s := m.Status.Schema
+	switch {
+	case s == nil:
+		return msg
+	case level >= 3:
+		return fmt.Sprintf("%s; the database backup from before the migration to %s brings back the schema of Mastodon %s", msg, s.Version, s.From)
+	}
+	return fmt.Sprintf("%s; the old code (Mastodon %s) now runs on the database schema migrated to %s at %s, which level %d does not undo; level 3 restores the backup and the old schema, losing every write since",
+		msg, s.From, s.Version, s.MigratedAt.UTC().Format(time.TimeOnly), level)
 }
 
 func (r *MastodonMigrationReconciler) rolledBack(m *v1alpha1.MastodonMigration, msg string) (ctrl.Result, error) {

@@ -202,6 +202,8 @@ const (
 	maxFindingMessage = 1024
 	maxRollbackText   = 2048
 	maxProviderText   = 1024
+	maxWarnings       = 8
+	maxWarningText    = 256
 	// maxEventNote is the events API's limit on a note.
 	maxEventNote = 1024
 )
@@ -255,6 +257,12 @@ func boundMigrationStatus(st *v1alpha1.MastodonMigrationStatus) {
 	if a := st.Analysis; a != nil {
 		for i := range a.Providers {
 			a.Providers[i].Message = truncate(a.Providers[i].Message, maxProviderText)
+		}
+		if len(a.Warnings) > maxWarnings {
+			a.Warnings = a.Warnings[:maxWarnings]
+		}
+		for i := range a.Warnings {
+			a.Warnings[i] = truncate(a.Warnings[i], maxWarningText)
 		}
 	}
 }

@@ -7,9 +7,12 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/release"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+	"github.com/mastodon-operator/mastodon-operator/internal/upgrade"
 )
 
 // releaseStatus returns status.release, creating it with the release's name.
@@ -60,6 +63,10 @@ func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.M
 	if rel != nil {
 		st := releaseStatus(m)
 		st.Revision, st.ChartVersion, st.Status = int32(rel.Version), rel.Chart.Metadata.Version, rel.Info.Status.String()
+		// A failed install may have migrated the database before it failed.
+		if err := r.recordSchema(ctx, m, rel); err != nil {
+			return outcome{}, err
+		}
 	}
 	if errors.Is(err, context.Canceled) {
 		return outcome{}, err // the operator stopped under it: the step installs again, recovering the release
@@ -72,6 +79,32 @@ func (r *MastodonMigrationReconciler) install(ctx context.Context, m *v1alpha1.M
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("release %s revision %d of chart %s %s deployed %s",
 		rel.Name, rel.Version, rel.Chart.Metadata.Name, rel.Chart.Metadata.Version, where)}, nil
+}
+
+// recordSchema records in status.schema, once, that the release's migration hooks ran at
+// another Mastodon version than the old stack's: from then on the old code runs on the new
+// schema, and only a level 3 rollback takes the database back.
+func (r *MastodonMigrationReconciler) recordSchema(ctx context.Context, m *v1alpha1.MastodonMigration, rel *release.Release) error {
+	image, migrated := helm.MigratedWith(rel)
+	if m.Status.Schema != nil || !migrated {
+		return nil
+	}
+	src, err := r.sourceStack(ctx, m)
+	if err != nil {
+		return err
+	}
+	if src.web == nil || len(src.web.Spec.Template.Spec.Containers) == 0 {
+		return nil
+	}
+	jump := upgrade.Between(src.web.Spec.Template.Spec.Containers[0].Image, image)
+	if !jump.Changed() {
+		return nil
+	}
+	m.Status.Schema = &v1alpha1.SchemaStatus{From: jump.From, Version: jump.To, MigratedAt: metav1.Now()}
+	r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "SchemaMigrated", "Install", "%s", eventNote(fmt.Sprintf(
+		"release %s's hooks migrated the database from Mastodon %s to %s: the old pods now run on the new schema; only a level 3 rollback takes it back",
+		m.Spec.Release.Name, jump.From, jump.To)))
+	return nil
 }
 
 // startInstall prepares the install (chart, values, options) and starts it in the background.

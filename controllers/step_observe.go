@@ -50,19 +50,36 @@ func (r *MastodonMigrationReconciler) baseline(ctx context.Context, m *v1alpha1.
 	// Only the baseline and the counters stay: the old stack's own breaches are not the new one's.
 	a := m.Status.Analysis
 	a.Verdict, a.Breaches, a.ErrorRate, a.Latency, a.LatencyRatio, a.QueueLatency = "", nil, "", "", "", ""
-	a.Baseline = &v1alpha1.Baseline{ErrorRate: formatPercent(res.ErrorRate), Latency: formatDuration(res.Latency), MeasuredAt: &now}
+	a.JobsSinceBaseline, a.DeadJobsRatio, a.Warnings = nil, "", nil
+	a.Baseline = &v1alpha1.Baseline{ErrorRate: formatPercent(res.ErrorRate), Latency: formatDuration(res.Latency),
+		Jobs: sidekiqJobs(res.Jobs), MeasuredAt: &now}
+	jobs := "Sidekiq not measured"
+	if j := res.Jobs; j != nil {
+		jobs = fmt.Sprintf("Sidekiq %d processed, %d failed, %d to retry, %d dead", j.Processed, j.Failed, j.Retry, j.Dead)
+	}
 	if res.ErrorRate == nil && res.Latency == nil {
-		msg := "no baseline: " + analysis.Describe(res)
-		if started := stepStartedAt(m, StepBaseline); started != nil && now.Sub(started.Time) < baselineAttempts*analysisInterval(m) {
+		msg := "no baseline of the traffic: " + analysis.Describe(res)
+		// Sidekiq's counters alone make no baseline while a provider of the traffic may still answer.
+		if started := stepStartedAt(m, StepBaseline); started != nil && now.Sub(started.Time) < baselineAttempts*analysisInterval(m) &&
+			(res.Jobs == nil || measuresTraffic(m)) {
 			return outcome{state: v1alpha1.StepRunning, message: msg + "; measuring again", requeueAfter: analysisInterval(m)}, nil
 		}
-		a.Baseline = nil
+		if res.Jobs == nil {
+			a.Baseline = nil
+		}
 		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, "NoBaseline", "Analyze", "%s", eventNote(msg+
-			": the traffic moves without one, and the latency ratio is not judged"))
-		return outcome{state: v1alpha1.StepSucceeded, message: msg + ": the latency ratio will not be judged"}, nil
+			": the traffic moves without one, and the latency ratio is not judged; "+jobs))
+		return outcome{state: v1alpha1.StepSucceeded, message: msg + ": the latency ratio will not be judged; " + jobs}, nil
 	}
-	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("old stack before the switch: error rate %s, latency %s",
-		orNone(a.Baseline.ErrorRate), orNone(a.Baseline.Latency))}, nil
+	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("old stack before the switch: error rate %s, latency %s; %s",
+		orNone(a.Baseline.ErrorRate), orNone(a.Baseline.Latency), jobs)}, nil
+}
+
+// measuresTraffic says whether a provider of the error rate and latency is configured: the HTTP
+// probe, Prometheus or Cloud Monitoring, or the default probe (no provider named).
+func measuresTraffic(m *v1alpha1.MastodonMigration) bool {
+	s := m.Spec.Analysis
+	return s.HTTP != nil || s.Prometheus != nil || s.CloudMonitoring != nil || s.Sidekiq == nil
 }
 
 func orNone(s string) string {
@@ -203,6 +220,13 @@ func describeStatus(a *v1alpha1.AnalysisStatus) string {
 	if a.LatencyRatio != "" {
 		parts = append(parts, "latency "+a.LatencyRatio+"x baseline")
 	}
+	if a.QueueLatency != "" {
+		parts = append(parts, "oldest job waiting "+a.QueueLatency)
+	}
+	if a.DeadJobsRatio != "" {
+		parts = append(parts, "dead jobs "+a.DeadJobsRatio+" of processed")
+	}
+	parts = append(parts, a.Warnings...)
 	for _, b := range a.Breaches {
 		parts = append(parts, fmt.Sprintf("%s %s %s > %s since %s", b.Severity, b.Metric, b.Value, b.Threshold,
 			b.Since.UTC().Format(time.TimeOnly)))

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -73,6 +74,14 @@ func TestAdmissionRefusesInvalidMigrations(t *testing.T) {
 			"must be a decimal fraction between 0 and 1"},
 		{"latency ratio below 1", func(m *v1alpha1.MastodonMigration) { m.Spec.Analysis.Thresholds.High.LatencyRatio = "0.5" },
 			"latencyRatio must be a decimal of at least 1"},
+		{"dead jobs ratio above 1", func(m *v1alpha1.MastodonMigration) { m.Spec.Analysis.Thresholds.High.DeadJobsRatio = "1%" },
+			`spec.analysis.thresholds.high.deadJobsRatio: Invalid value: "1%": must be a decimal fraction between 0 and 1`},
+		{"queue latency over a day", func(m *v1alpha1.MastodonMigration) {
+			m.Spec.Analysis.Thresholds.High.QueueLatency = &metav1.Duration{Duration: 25 * time.Hour}
+		}, "high.queueLatency must be a duration between 0s and 24h"},
+		{"negative queue latency warning", func(m *v1alpha1.MastodonMigration) {
+			m.Spec.Analysis.Thresholds.Warning.QueueLatency = &metav1.Duration{Duration: -time.Second}
+		}, "warning.queueLatency must be a duration between 0s and 24h"},
 		{"timeout too short", func(m *v1alpha1.MastodonMigration) { m.Spec.Release.Timeout = &metav1.Duration{Duration: 1e9} },
 			"release.timeout must be between 30s and 2h"},
 		{"window shorter than interval", func(m *v1alpha1.MastodonMigration) {
@@ -140,6 +149,10 @@ func TestAdmissionDefaultsFollowTheRollbackProcedure(t *testing.T) {
 		"high.for":                 s.Analysis.Thresholds.High.For.Duration.String(),
 		"medium.errorRate":         string(s.Analysis.Thresholds.Medium.ErrorRate),
 		"medium.for":               s.Analysis.Thresholds.Medium.For.Duration.String(),
+		"high.deadJobsRatio":       string(s.Analysis.Thresholds.High.DeadJobsRatio),
+		"high.queueLatency":        s.Analysis.Thresholds.High.QueueLatency.Duration.String(),
+		"high.queueLatencyFor":     s.Analysis.Thresholds.High.QueueLatencyFor.Duration.String(),
+		"warning.queueLatency":     s.Analysis.Thresholds.Warning.QueueLatency.Duration.String(),
 		"rollback.maxAutomatic":    strconv.Itoa(int(s.Rollback.MaxAutomaticLevel)),
 		"rollback.automatic (set)": strconv.FormatBool(s.Rollback.Automatic != nil && *s.Rollback.Automatic),
 		"analysis.minRequests":     strconv.Itoa(int(ptr.Deref(s.Analysis.MinRequests, -1))),
@@ -151,6 +164,7 @@ func TestAdmissionDefaultsFollowTheRollbackProcedure(t *testing.T) {
 		"analysis.window": "30m0s", "critical.errorRate": "0.5", "high.errorRate": "0.1", "high.latencyRatio": "3",
 		"high.for": "15m0s", "medium.errorRate": "0.05", "medium.for": "30m0s", "rollback.maxAutomatic": "1",
 		"rollback.automatic (set)": "true", "analysis.minRequests": "50",
+		"high.deadJobsRatio": "0.01", "high.queueLatency": "2m0s", "high.queueLatencyFor": "10m0s", "warning.queueLatency": "30s",
 		"healthChecks": "/health /api/v2/instance /api/v1/streaming/health /api/v1/streaming",
 	}
 	for k, w := range want {

@@ -310,6 +310,15 @@ type PreflightSpec struct {
 	// +optional
 	AllowImageChange bool `json:"allowImageChange,omitempty"`
 
+	// AcceptVersionChange confirms one change of Mastodon version that preflight's Version
+	// check cannot judge or that needs the old stack stopped, written as it names it: the old
+	// and the new image tag, such as "nightly -> v4.6.2". It accepts that jump only: a release
+	// at another version is judged again. A downgrade is never accepted.
+	// +kubebuilder:validation:MaxLength=260
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_][-.A-Za-z0-9_:]{0,127} -> [A-Za-z0-9_][-.A-Za-z0-9_:]{0,127}$`
+	// +optional
+	AcceptVersionChange string `json:"acceptVersionChange,omitempty"`
+
 	// AcceptGitOpsOwners lets the migration change objects that a GitOps tool (Flux, Argo CD)
 	// manages, once you have suspended it (Flux: flux suspend kustomization; Argo CD: automated
 	// sync off for the Application). Each entry names the owner as preflight's GitOpsOwners
@@ -549,8 +558,9 @@ type Thresholds struct {
 	// +optional
 	Critical CriticalThreshold `json:"critical,omitempty"`
 
-	// High acts once it has held for its duration (default: 5xx above 10% or latency 3x the
-	// baseline, for 15 minutes).
+	// High acts once it has held for its duration (default: 5xx above 10%, latency 3x the
+	// baseline, Sidekiq jobs not processed or more than 1% of them dead, for 15 minutes; the
+	// oldest Sidekiq job waiting more than 120s, for 10 minutes).
 	// +kubebuilder:default={}
 	// +optional
 	High HighThreshold `json:"high,omitempty"`
@@ -559,6 +569,22 @@ type Thresholds struct {
 	// +kubebuilder:default={}
 	// +optional
 	Medium MediumThreshold `json:"medium,omitempty"`
+
+	// Warning is shown in status and never acts (default: the oldest Sidekiq job waiting more
+	// than 30s).
+	// +kubebuilder:default={}
+	// +optional
+	Warning WarningThreshold `json:"warning,omitempty"`
+}
+
+// WarningThreshold is shown in status.analysis.warnings, never acted on.
+type WarningThreshold struct {
+	// QueueLatency is the age of the oldest waiting Sidekiq job above which status warns
+	// (needs analysis.sidekiq); 0s turns it off.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="warning.queueLatency must be a duration between 0s and 24h, such as \"30s\""
+	// +optional
+	QueueLatency *metav1.Duration `json:"queueLatency,omitempty"`
 }
 
 // CriticalThreshold acts as soon as it is crossed.
@@ -588,6 +614,28 @@ type HighThreshold struct {
 	// +kubebuilder:default=true
 	// +optional
 	JobsNotProcessed *bool `json:"jobsNotProcessed,omitempty"`
+
+	// DeadJobsRatio is the Sidekiq jobs that died since the baseline over those processed
+	// since, from 0 to 1, above which the new stack's jobs are failing (needs analysis.sidekiq);
+	// "0" turns it off. It acts once it has held for high.for.
+	// +kubebuilder:default="0.01"
+	// +optional
+	DeadJobsRatio Fraction `json:"deadJobsRatio,omitempty"`
+
+	// QueueLatency is the age of the oldest waiting Sidekiq job above which the new stack's
+	// jobs fall behind (needs analysis.sidekiq); 0s turns it off. It acts once it has held for
+	// queueLatencyFor.
+	// +kubebuilder:default="120s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="high.queueLatency must be a duration between 0s and 24h, such as \"120s\""
+	// +optional
+	QueueLatency *metav1.Duration `json:"queueLatency,omitempty"`
+
+	// QueueLatencyFor is how long the queue latency must stay above high.queueLatency before it
+	// acts.
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="high.queueLatencyFor must be a duration between 0s and 24h, such as \"10m\""
+	// +optional
+	QueueLatencyFor *metav1.Duration `json:"queueLatencyFor,omitempty"`
 
 	// For is how long the threshold must hold before it acts.
 	// +kubebuilder:default="15m"
@@ -760,6 +808,11 @@ type MastodonMigrationStatus struct {
 	// Analysis is the last measurement of the new stack and its verdict.
 	// +optional
 	Analysis *AnalysisStatus `json:"analysis,omitempty"`
+
+	// Schema records that the release's hooks migrated the database to another Mastodon
+	// version than the old stack's: the old code now runs on the new schema.
+	// +optional
+	Schema *SchemaStatus `json:"schema,omitempty"`
 
 	// Rollback records the rollback that ran, if any.
 	// +optional
@@ -1039,6 +1092,19 @@ type AnalysisStatus struct {
 	// not move while jobs wait means jobs are not processed.
 	// +optional
 	JobsProcessed *int64 `json:"jobsProcessed,omitempty"`
+	// JobsSinceBaseline is what Sidekiq processed, failed, added to its retry set and to its
+	// dead set since the baseline.
+	// +optional
+	JobsSinceBaseline *SidekiqJobs `json:"jobsSinceBaseline,omitempty"`
+	// DeadJobsRatio is the dead jobs since the baseline over the processed ones.
+	// +optional
+	DeadJobsRatio string `json:"deadJobsRatio,omitempty"`
+	// Warnings are thresholds crossed that never act, such as the queue latency's warning.
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	// +optional
+	Warnings []string `json:"warnings,omitempty"`
 	// Baseline is the old stack measured before the traffic moved.
 	// +optional
 	Baseline *Baseline `json:"baseline,omitempty"`
@@ -1060,7 +1126,7 @@ type AnalysisStatus struct {
 	UnhealthySince *metav1.Time `json:"unhealthySince,omitempty"`
 }
 
-// Baseline is the old stack's error rate and latency before the traffic moved.
+// Baseline is the old stack's error rate, latency and Sidekiq counters before the traffic moved.
 type Baseline struct {
 	// ErrorRate of the old stack.
 	// +optional
@@ -1068,16 +1134,41 @@ type Baseline struct {
 	// Latency of the old stack.
 	// +optional
 	Latency string `json:"latency,omitempty"`
+	// Jobs are Sidekiq's counters and sets at the baseline, which the new stack's failures
+	// are counted from.
+	// +optional
+	Jobs *SidekiqJobs `json:"jobs,omitempty"`
 	// MeasuredAt is when it was measured.
 	// +optional
 	MeasuredAt *metav1.Time `json:"measuredAt,omitempty"`
+}
+
+// SchemaStatus is the database schema after the release's migration hooks ran.
+type SchemaStatus struct {
+	// From is the old stack's Mastodon image tag, whose code no longer matches the schema.
+	// +kubebuilder:validation:MaxLength=128
+	From string `json:"from"`
+	// Version is the release's Mastodon image tag, whose migrations ran.
+	// +kubebuilder:validation:MaxLength=128
+	Version string `json:"version"`
+	// MigratedAt is when the install, its db:prepare hook done, recorded it.
+	MigratedAt metav1.Time `json:"migratedAt"`
+}
+
+// SidekiqJobs are Sidekiq's counters (stat:processed, stat:failed) and the sizes of its retry
+// and dead sets, or their growth.
+type SidekiqJobs struct {
+	Processed int64 `json:"processed"`
+	Failed    int64 `json:"failed"`
+	Retry     int64 `json:"retry"`
+	Dead      int64 `json:"dead"`
 }
 
 // Breach is one threshold crossed.
 type Breach struct {
 	// Severity is Critical, High or Medium.
 	Severity string `json:"severity"`
-	// Metric is errorRate, latencyRatio or jobsNotProcessed.
+	// Metric is errorRate, latencyRatio, jobsNotProcessed, deadJobsRatio or queueLatency.
 	Metric string `json:"metric"`
 	// Value measured.
 	Value string `json:"value"`

@@ -32,6 +32,9 @@ type Measurement struct {
 	// Processed is Sidekiq's total processed counter; Evaluate compares it with the previous
 	// measurement to tell whether jobs are processed.
 	Processed *int64
+	// Failed is Sidekiq's total failed counter; Retry and Dead the sizes of its retry and dead
+	// sets. With Processed, Evaluate counts them from the baseline's.
+	Failed, Retry, Dead *int64
 }
 
 // Provider measures the stack that takes the traffic now.

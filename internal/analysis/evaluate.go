@@ -26,6 +26,15 @@ type Thresholds struct {
 	// MinRequests is the fewest requests a measurement's error rate and latency must be over to
 	// be judged, unless the provider sent them itself (OwnRequests).
 	MinRequests float64
+	// HighDeadJobsRatio is the Sidekiq jobs that died since the baseline over those processed
+	// since (above; 0 turns it off); it acts once it has held for HighFor.
+	HighDeadJobsRatio float64
+	// HighQueueLatency is the age of the oldest waiting Sidekiq job (above; 0 turns it off) that
+	// acts once it has held for HighQueueLatencyFor.
+	HighQueueLatency    time.Duration
+	HighQueueLatencyFor time.Duration
+	// WarningQueueLatency (above; 0 turns it off) is shown as a warning, never a breach.
+	WarningQueueLatency time.Duration
 }
 
 // DefaultMinRequests is the fewest requests a rate is judged over by default: low traffic makes
@@ -33,11 +42,15 @@ type Thresholds struct {
 const DefaultMinRequests = 50
 
 // DefaultThresholds are the rollback procedure's own: 5xx above 50% at once; above 10%, latency
-// 3x the baseline or jobs not processed for 15 minutes; above 5% for 30 minutes; each rate over
-// at least DefaultMinRequests requests.
+// 3x the baseline, jobs not processed or more than 1% of the processed jobs dead for 15 minutes;
+// above 5% for 30 minutes; each rate over at least DefaultMinRequests requests. The queue
+// latency's are a production instance's alerts: a warning above 30 s, high above 120 s for 10
+// minutes.
 func DefaultThresholds() Thresholds {
 	return Thresholds{CriticalErrorRate: 0.5, HighErrorRate: 0.1, HighLatencyRatio: 3, HighJobsNotProcessed: true,
-		HighFor: 15 * time.Minute, MediumErrorRate: 0.05, MediumFor: 30 * time.Minute, MinRequests: DefaultMinRequests}
+		HighFor: 15 * time.Minute, MediumErrorRate: 0.05, MediumFor: 30 * time.Minute, MinRequests: DefaultMinRequests,
+		HighDeadJobsRatio: 0.01, HighQueueLatency: 120 * time.Second, HighQueueLatencyFor: 10 * time.Minute,
+		WarningQueueLatency: 30 * time.Second}
 }
 
 // rule is the threshold and the hold time of one band of one metric.
@@ -53,6 +66,10 @@ func (th Thresholds) rule(sev Severity, metric string) (threshold float64, hold 
 		return th.HighErrorRate, th.HighFor
 	case MetricLatencyRatio:
 		return th.HighLatencyRatio, th.HighFor
+	case MetricDeadJobsRatio:
+		return th.HighDeadJobsRatio, th.HighFor
+	case MetricQueueLatency:
+		return th.HighQueueLatency.Seconds(), th.HighQueueLatencyFor
 	}
 	return 0, th.HighFor
 }
@@ -74,13 +91,18 @@ const (
 	MetricErrorRate        = "errorRate"
 	MetricLatencyRatio     = "latencyRatio"
 	MetricJobsNotProcessed = "jobsNotProcessed"
+	// MetricDeadJobsRatio is the jobs that died since the baseline over those processed since.
+	MetricDeadJobsRatio = "deadJobsRatio"
+	// MetricQueueLatency is the age of the oldest waiting Sidekiq job, in seconds.
+	MetricQueueLatency = "queueLatency"
 )
 
 // Breach is a threshold crossed, and since when it has been crossed without a break.
 type Breach struct {
 	Severity Severity
 	Metric   string
-	// Value is the metric when last measured: a rate, a ratio, or the number of jobs waiting.
+	// Value is the metric when last measured: a rate, a ratio, the number of jobs waiting, or
+	// seconds.
 	Value, Threshold float64
 	Since            time.Time
 	// For is how long it must hold before it acts.
@@ -93,11 +115,43 @@ type Breach struct {
 // Held reports whether the breach has held long enough to act at now.
 func (b Breach) Held(now time.Time) bool { return now.Sub(b.Since) >= b.For }
 
-// Baseline is the old stack measured before the traffic moved. Only the latency is judged
-// against it; the error rate thresholds are absolute, as in the rollback procedure.
+// Baseline is the old stack measured before the traffic moved. The latency is judged against
+// it, and the Sidekiq counters count from it; the error rate thresholds are absolute, as in the
+// rollback procedure.
 type Baseline struct {
 	ErrorRate *float64
 	Latency   *time.Duration
+	Jobs      *Jobs
+}
+
+// Jobs are Sidekiq's counters (stat:processed, stat:failed) and the sizes of its retry and dead
+// sets: at a moment, or their growth since the baseline.
+type Jobs struct {
+	Processed, Failed, Retry, Dead int64
+}
+
+// growth is j since base. A counter below its baseline was reset (Redis flushed or restarted
+// without persistence) and counts from 0; a set smaller than at the baseline was emptied by
+// hand and counts as no growth.
+func (j Jobs) growth(base Jobs) Jobs {
+	counter := func(now, then int64) int64 {
+		if now < then {
+			return now
+		}
+		return now - then
+	}
+	return Jobs{Processed: counter(j.Processed, base.Processed), Failed: counter(j.Failed, base.Failed),
+		Retry: max(0, j.Retry-base.Retry), Dead: max(0, j.Dead-base.Dead)}
+}
+
+// DeadRatio is the dead jobs over the processed ones; a job counts as processed when it dies,
+// so the ratio is at most 1 even when the counters disagree. Nil when nothing was processed.
+func (j Jobs) DeadRatio() *float64 {
+	if j.Processed == 0 && j.Dead == 0 {
+		return nil
+	}
+	r := float64(j.Dead) / float64(max(j.Processed, j.Dead))
+	return &r
 }
 
 // State is what Evaluate needs from the previous evaluation; the caller keeps it (in status),
@@ -135,6 +189,14 @@ type Result struct {
 	Latency      *time.Duration
 	LatencyRatio *float64
 	QueueLatency *time.Duration
+	// Jobs are Sidekiq's counters and sets measured now, and JobsSinceBaseline their growth
+	// since the baseline (nil without a baseline of them); DeadRatio is its dead over processed.
+	Jobs              *Jobs
+	JobsSinceBaseline *Jobs
+	DeadRatio         *float64
+	// Warnings are thresholds crossed that are shown, never acted on (the queue latency's
+	// warning).
+	Warnings []string
 	// Breaches are the thresholds crossed now, and those whose metric was not measured this
 	// time (NoData), most severe first.
 	Breaches []Breach
@@ -182,9 +244,20 @@ func Evaluate(th Thresholds, base Baseline, measured []Measurement, failed map[s
 		if m.Processed != nil {
 			processed = m.Processed
 		}
+		if m.Processed != nil && m.Failed != nil && m.Retry != nil && m.Dead != nil {
+			res.Jobs = &Jobs{Processed: *m.Processed, Failed: *m.Failed, Retry: *m.Retry, Dead: *m.Dead}
+		}
 	}
 	if processed != nil {
 		res.State.Processed = processed
+	}
+	if res.Jobs != nil && base.Jobs != nil {
+		g := res.Jobs.growth(*base.Jobs)
+		res.JobsSinceBaseline, res.DeadRatio = &g, g.DeadRatio()
+	}
+	if q := res.QueueLatency; q != nil && th.WarningQueueLatency > 0 && *q > th.WarningQueueLatency {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("oldest Sidekiq job waiting %s > %s (warning; high above %s for %s)",
+			short(q.Round(time.Second)), short(th.WarningQueueLatency), short(th.HighQueueLatency), short(th.HighQueueLatencyFor)))
 	}
 	if res.Latency != nil && base.Latency != nil && *base.Latency > 0 {
 		r := float64(*res.Latency) / float64(*base.Latency)
@@ -192,8 +265,10 @@ func Evaluate(th Thresholds, base Baseline, measured []Measurement, failed map[s
 	}
 	conclusive := res.ErrorRate != nil || res.Latency != nil || res.QueueLatency != nil || enqueued != nil || processed != nil
 	judged := map[string]bool{
-		MetricErrorRate:    res.ErrorRate != nil,
-		MetricLatencyRatio: res.LatencyRatio != nil,
+		MetricErrorRate:     res.ErrorRate != nil,
+		MetricLatencyRatio:  res.LatencyRatio != nil,
+		MetricQueueLatency:  res.QueueLatency != nil,
+		MetricDeadJobsRatio: res.JobsSinceBaseline != nil,
 		// Whether jobs move takes two counters: the first measurement cannot tell.
 		MetricJobsNotProcessed: enqueued != nil && processed != nil && prev.Processed != nil,
 	}
@@ -219,6 +294,12 @@ func Evaluate(th Thresholds, base Baseline, measured []Measurement, failed map[s
 	}
 	if th.HighJobsNotProcessed && judged[MetricJobsNotProcessed] && *enqueued > 0 && *processed == *prev.Processed {
 		cross(High, MetricJobsNotProcessed, float64(*enqueued))
+	}
+	if r := res.DeadRatio; r != nil && th.HighDeadJobsRatio > 0 && *r > th.HighDeadJobsRatio {
+		cross(High, MetricDeadJobsRatio, *r)
+	}
+	if q := res.QueueLatency; q != nil && th.HighQueueLatency > 0 && *q > th.HighQueueLatency {
+		cross(High, MetricQueueLatency, q.Seconds())
 	}
 	for i, b := range breaches {
 		for _, p := range prev.Breaches {
@@ -301,6 +382,7 @@ func Describe(r Result) string {
 	if len(parts) == 0 && (r.Verdict != Inconclusive || r.ErrorRate != nil || r.Latency != nil) {
 		parts = append(parts, describeValues(r))
 	}
+	parts = append(parts, r.Warnings...)
 	if len(r.TooFewRequests) > 0 {
 		var few []string
 		for _, n := range sortedKeys(r.TooFewRequests) {
@@ -342,6 +424,10 @@ func describeValues(r Result) string {
 	if r.QueueLatency != nil {
 		values = append(values, "oldest job waiting "+r.QueueLatency.Round(time.Second).String())
 	}
+	if j := r.JobsSinceBaseline; j != nil {
+		values = append(values, fmt.Sprintf("since the baseline %d job(s) processed, %d failed, %d more to retry, %d dead",
+			j.Processed, j.Failed, j.Retry, j.Dead))
+	}
 	if len(values) == 0 {
 		return "no threshold crossed"
 	}
@@ -361,6 +447,16 @@ func describeBreach(b Breach, actingAt time.Time) string {
 		what = fmt.Sprintf("latency %.1fx baseline >= %sx", b.Value, number(b.Threshold))
 		if b.NoData {
 			what = fmt.Sprintf("latency >= %sx baseline", number(b.Threshold))
+		}
+	case MetricDeadJobsRatio:
+		what = fmt.Sprintf("%.1f%% of the Sidekiq jobs processed since the baseline dead > %s%%", b.Value*100, number(b.Threshold*100))
+		if b.NoData {
+			what = fmt.Sprintf("Sidekiq dead jobs > %s%% of processed", number(b.Threshold*100))
+		}
+	case MetricQueueLatency:
+		what = fmt.Sprintf("oldest Sidekiq job waiting %s > %s", short(seconds(b.Value)), short(seconds(b.Threshold)))
+		if b.NoData {
+			what = fmt.Sprintf("oldest Sidekiq job waiting > %s", short(seconds(b.Threshold)))
 		}
 	default:
 		what = fmt.Sprintf("%.0f Sidekiq job(s) waiting, none processed", b.Value)
@@ -382,6 +478,8 @@ func describeBreach(b Breach, actingAt time.Time) string {
 	}
 	return fmt.Sprintf("%s (%s, acts after %s)", what, sev, short(b.For))
 }
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)).Round(time.Second) }
 
 // number prints a threshold without noise: 50, 2.5, 0.1.
 func number(f float64) string {

@@ -32,6 +32,33 @@ func jobs(enqueued, processed int64) []Measurement {
 	return []Measurement{{Provider: "sidekiq", Enqueued: &enqueued, Processed: &processed}}
 }
 
+// sidekiq is what the Sidekiq provider measures: the oldest job's age, the counters and the sets.
+func sidekiq(oldest time.Duration, processed, failed, retry, dead int64) []Measurement {
+	enqueued := int64(40)
+	return []Measurement{{Provider: "sidekiq", Enqueued: &enqueued, QueueLatency: &oldest, Processed: &processed,
+		Failed: &failed, Retry: &retry, Dead: &dead}}
+}
+
+// growing is n rounds a minute apart in which Sidekiq processes perMinute jobs and deadPerMinute
+// of them die, from the baseline's counters.
+func growing(n int, perMinute, deadPerMinute int64) [][]Measurement {
+	var out [][]Measurement
+	for i := range int64(n) {
+		out = append(out, sidekiq(time.Second, 1000+(i+1)*perMinute, 30+(i+1)*deadPerMinute, 5, 200+(i+1)*deadPerMinute))
+	}
+	return out
+}
+
+// behind is n rounds a minute apart in which the oldest job has waited oldest while Sidekiq
+// processes jobs, none of which dies.
+func behind(oldest time.Duration, n int) [][]Measurement {
+	var out [][]Measurement
+	for i := range int64(n) {
+		out = append(out, sidekiq(oldest, 2000+i*100, 30, 5, 200))
+	}
+	return out
+}
+
 // down is a round where every provider failed; idle one where the probe answered but measured
 // nothing (no requests).
 var (
@@ -98,6 +125,11 @@ func TestEvaluate(t *testing.T) {
 	}
 	noJobsRule := DefaultThresholds()
 	noJobsRule.HighJobsNotProcessed = false
+	jobsBase := Baseline{Jobs: &Jobs{Processed: 1000, Failed: 30, Retry: 5, Dead: 200}}
+	strictDead := DefaultThresholds()
+	strictDead.HighDeadJobsRatio = 0.001
+	noDeadRule := DefaultThresholds()
+	noDeadRule.HighDeadJobsRatio = 0
 
 	for _, tc := range []struct {
 		name     string
@@ -167,6 +199,44 @@ func TestEvaluate(t *testing.T) {
 		{name: "another provider does not hide the queue", rounds: repeat(slices.Concat(jobs(40, 1000), rate(0)), 2),
 			verdict: Breaching, breaches: "High/jobsNotProcessed@1m"},
 		{name: "the jobs rule can be turned off", th: noJobsRule, rounds: stalled, verdict: Pass},
+
+		{name: "1% of the processed jobs dead is not above it", base: jobsBase, rounds: growing(16, 1000, 10), verdict: Pass},
+		{name: "2% dead breaches", base: jobsBase, rounds: growing(1, 1000, 20), verdict: Breaching,
+			breaches: "High/deadJobsRatio@0m"},
+		{name: "2% dead acts after 15 minutes", base: jobsBase, rounds: growing(16, 1000, 20), verdict: Failed,
+			acting: "High/deadJobsRatio", breaches: "High/deadJobsRatio@0m"},
+		{name: "the dead jobs before the baseline do not count", base: Baseline{Jobs: &Jobs{Processed: 1000, Failed: 30, Retry: 5, Dead: 200}},
+			rounds: one(sidekiq(time.Second, 1000, 30, 5, 200)), verdict: Pass},
+		{name: "dead jobs without a baseline of the counters are not judged", rounds: growing(16, 1000, 500), verdict: Pass},
+		{name: "jobs that die while none is processed breach", base: jobsBase, rounds: one(sidekiq(time.Second, 1000, 31, 5, 201)),
+			verdict: Breaching, breaches: "High/deadJobsRatio@0m"},
+		{name: "a dead set emptied by hand is no growth", base: jobsBase, rounds: growing(16, 1000, 0)[:1],
+			verdict: Pass},
+		{name: "a counter reset counts from 0", base: Baseline{Jobs: &Jobs{Processed: 1_000_000, Dead: 0}},
+			rounds: one(sidekiq(time.Second, 100, 10, 0, 10)), verdict: Breaching, breaches: "High/deadJobsRatio@0m"},
+		{name: "the dead jobs ratio is configurable", th: strictDead, base: jobsBase, rounds: growing(1, 1000, 5), verdict: Breaching,
+			breaches: "High/deadJobsRatio@0m"},
+		{name: "the dead jobs rule can be turned off", th: noDeadRule, base: jobsBase, rounds: growing(16, 1000, 500), verdict: Pass},
+		{name: "a dead jobs breach without data is kept", base: jobsBase, rounds: rounds(growing(2, 1000, 20), repeat(down, 3)),
+			verdict: Inconclusive, breaches: "High/deadJobsRatio@0m*"},
+
+		{name: "a queue 30s behind is only a warning", base: jobsBase, rounds: behind(45*time.Second, 30),
+			verdict: Pass},
+		{name: "a queue 120s behind is not above it", base: jobsBase, rounds: behind(120*time.Second, 30),
+			verdict: Pass},
+		{name: "a queue over 120s behind waits: 9 minutes held", base: jobsBase, rounds: behind(3*time.Minute, 10),
+			verdict: Breaching, breaches: "High/queueLatency@0m"},
+		{name: "a queue over 120s behind acts after 10 minutes", base: jobsBase, rounds: behind(3*time.Minute, 11),
+			verdict: Failed, acting: "High/queueLatency", breaches: "High/queueLatency@0m"},
+		{name: "a queue that catches up ends the run", base: jobsBase, rounds: rounds(behind(3*time.Minute, 9),
+			behind(10*time.Second, 1), behind(3*time.Minute, 3)),
+			verdict: Breaching, breaches: "High/queueLatency@10m"},
+		{name: "the queue latency's hold comes from the thresholds", th: func() Thresholds {
+			th := DefaultThresholds()
+			th.HighQueueLatency, th.HighQueueLatencyFor = time.Minute, 2*time.Minute
+			return th
+		}(), rounds: behind(90*time.Second, 3), verdict: Failed, acting: "High/queueLatency",
+			breaches: "High/queueLatency@0m"},
 
 		{name: "every provider down is inconclusive", rounds: one(down), verdict: Inconclusive},
 		{name: "no requests is inconclusive", rounds: one(idle), verdict: Inconclusive},
@@ -262,6 +332,15 @@ func TestDescribe(t *testing.T) {
 			"error rate 12.0% > 10% since 03:00:00 (high, held 20m, acting now)"},
 		{"jobs", Evaluate(th, Baseline{}, jobs(40, 7), nil, State{Processed: ptr(int64(7))}, t0),
 			"40 Sidekiq job(s) waiting, none processed since 03:00:00 (high, acts after 15m)"},
+		{"dead jobs", Evaluate(th, Baseline{Jobs: &Jobs{Processed: 1000, Failed: 30, Retry: 5, Dead: 200}},
+			sidekiq(time.Second, 1500, 45, 12, 210), nil, State{}, t0),
+			"2.0% of the Sidekiq jobs processed since the baseline dead > 1% since 03:00:00 (high, acts after 15m)"},
+		{"queue latency", Evaluate(th, Baseline{}, sidekiq(150*time.Second, 1500, 45, 12, 210), nil,
+			State{Breaches: []Breach{{Severity: High, Metric: MetricQueueLatency, Since: t0}}}, t0.Add(10*time.Minute)),
+			"oldest Sidekiq job waiting 2m30s > 2m since 03:00:00 (high, held 10m, acting now); oldest Sidekiq job waiting 2m30s > 30s (warning; high above 2m for 10m)"},
+		{"queue latency warning and the jobs since the baseline", Evaluate(th, Baseline{Jobs: &Jobs{Processed: 1000, Failed: 30, Retry: 5, Dead: 200}},
+			sidekiq(45*time.Second, 2000, 45, 12, 205), nil, State{}, t0),
+			"oldest job waiting 45s, since the baseline 1000 job(s) processed, 15 failed, 7 more to retry, 5 dead; oldest Sidekiq job waiting 45s > 30s (warning; high above 2m for 10m)"},
 		{"no data", Evaluate(th, Baseline{}, nil, refused, State{}, t0),
 			"no data: prometheus: connection refused"},
 		{"no requests", Evaluate(th, Baseline{}, idle, nil, State{}, t0),

@@ -69,6 +69,7 @@ func Checklist() []Rule {
 		{Name: "ReleaseCollisions", Check: releaseCollisions},
 		{Name: "ReleaseDryRun", Check: releaseDryRun},
 		{Name: "Image", Check: imageUnchanged},
+		{Name: "Version", Check: versionJump},
 		{Name: "EnvParity", Check: envParity},
 		{Name: "TargetPorts", Check: targetPorts},
 		{Name: "CloudSQLDatabases", Check: cloudSQLDatabases},

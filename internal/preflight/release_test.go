@@ -210,7 +210,7 @@ func releaseRules() []Rule {
 	var out []Rule
 	for _, r := range Checklist() {
 		switch r.Name {
-		case "ReleaseRenders", "ReleaseReferences", "ReleaseCollisions", "ReleaseDryRun", "Image", "EnvParity", "TargetPorts":
+		case "ReleaseRenders", "ReleaseReferences", "ReleaseCollisions", "ReleaseDryRun", "Image", "Version", "EnvParity", "TargetPorts":
 			out = append(out, r)
 		}
 	}

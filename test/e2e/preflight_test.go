@@ -173,6 +173,13 @@ func TestPreflightRuleBrokenOnPurposeIsFoundAndChangesNothing(t *testing.T) {
 		message:   gomega.HavePrefix("runs image ghcr.io/mastodon/mastodon:v9.9.9, but Deployment mastodon-web runs "),
 		configure: values(`{"image": {"tag": "v9.9.9"}}`),
 	}, {
+		// A downgrade, refused whatever allowImageChange says.
+		name:  "Version",
+		check: "Version", object: "Deployment/mastodon-helm-web",
+		message: gomega.And(gomega.HavePrefix("Mastodon v4.6.2 -> v4.5.3 (downgrade): Mastodon's migrations only go forward"),
+			gomega.HaveSuffix("set image.tag in spec.release.values to v4.6.2 and upgrade after the migration")),
+		configure: values(`{"image": {"tag": "v4.5.3"}}`),
+	}, {
 		name:  "EnvParity",
 		check: "EnvParity", object: "Deployment/mastodon-web",
 		message:   gomega.And(gomega.HavePrefix("env LOCAL_DOMAIN: changed "), gomega.ContainSubstring(`→ "other.example"`)),

@@ -59,8 +59,9 @@ func (p *Provider) Name() string { return "sidekiq" }
 // Close releases the connections.
 func (p *Provider) Close() error { return p.rdb.Close() }
 
-// Measure reads how many jobs wait in the queues, how long the oldest has waited, and the
-// processed counter, which Evaluate compares with the previous measurement's. The interval does
+// Measure reads how many jobs wait in the queues, how long the oldest has waited, the processed
+// and failed counters and the sizes of the retry and dead sets, which Evaluate compares with the
+// previous measurement's and the baseline's. The interval does
 // not matter: these are Sidekiq's state now.
 func (p *Provider) Measure(ctx context.Context, _ time.Duration) (analysis.Measurement, error) {
 	m, err := p.measure(ctx)
@@ -76,20 +77,37 @@ func (p *Provider) measure(ctx context.Context) (analysis.Measurement, error) {
 		return analysis.Measurement{}, errors.New("the Redis address is not host:port")
 	}
 	var queues *redis.StringSliceCmd
-	var processed *redis.StringCmd
+	var processed, failed *redis.StringCmd
+	var retry, dead *redis.IntCmd
 	// Each command's error is looked at below: a missing counter is no error.
 	_, _ = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		queues = pipe.SMembers(ctx, p.prefix+"queues")
 		processed = pipe.Get(ctx, p.prefix+"stat:processed")
+		failed = pipe.Get(ctx, p.prefix+"stat:failed")
+		retry = pipe.ZCard(ctx, p.prefix+"retry")
+		dead = pipe.ZCard(ctx, p.prefix+"dead")
 		return nil
 	})
 	if err := queues.Err(); err != nil {
 		return analysis.Measurement{}, fmt.Errorf("reading Sidekiq's queues from Redis at %s: %w", p.address, err)
 	}
-	total, err := processed.Int64()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return analysis.Measurement{}, fmt.Errorf("reading %sstat:processed from Redis at %s: %w", p.prefix, p.address, err)
+	var total, totalFailed int64
+	for _, c := range []struct {
+		cmd  *redis.StringCmd
+		into *int64
+	}{{processed, &total}, {failed, &totalFailed}} {
+		n, err := c.cmd.Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return analysis.Measurement{}, fmt.Errorf("reading %s from Redis at %s: %w", c.cmd.Args()[1], p.address, err)
+		}
+		*c.into = n
 	}
+	for _, c := range []*redis.IntCmd{retry, dead} {
+		if err := c.Err(); err != nil {
+			return analysis.Measurement{}, fmt.Errorf("reading the sorted set %s from Redis at %s: %w", c.Args()[1], p.address, err)
+		}
+	}
+	retrying, died := retry.Val(), dead.Val()
 
 	// Sidekiq pushes a job on the left of its queue's list: the oldest is the last.
 	lengths := make([]*redis.IntCmd, len(queues.Val()))
@@ -125,7 +143,8 @@ func (p *Provider) measure(ctx context.Context) (analysis.Measurement, error) {
 			latency = max(latency, now.Sub(at))
 		}
 	}
-	return analysis.Measurement{Provider: p.Name(), Enqueued: &enqueued, QueueLatency: &latency, Processed: &total}, nil
+	return analysis.Measurement{Provider: p.Name(), Enqueued: &enqueued, QueueLatency: &latency, Processed: &total,
+		Failed: &totalFailed, Retry: &retrying, Dead: &died}, nil
 }
 
 // enqueuedAt reads a job's enqueued_at: seconds as a float up to Sidekiq 7, milliseconds as an

@@ -1,19 +1,19 @@
 package sidekiq
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mastodon-operator/mastodon-operator/internal/testenv/redisserver"
 )
 
 // server is the package's redis-server, started by the first test that needs it and stopped
@@ -33,21 +33,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// redisBin is Debian's redis-server; the tests run against it for real.
-func redisBin(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatal("redis-server is not installed: `make test` installs it (hack/test-deps.sh, Debian's redis-server package)")
-	}
-	return bin
-}
-
 // sharedRedis is the address of the package's redis-server, emptied for the test.
 func sharedRedis(t *testing.T) string {
 	t.Helper()
-	bin := redisBin(t)
-	server.once.Do(func() { server.addr, server.stop, server.err = startRedis(bin) })
+	server.once.Do(func() { server.addr, server.stop, server.err = redisserver.Start() })
 	if server.err != nil {
 		t.Fatal(server.err)
 	}
@@ -57,67 +46,6 @@ func sharedRedis(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return server.addr
-}
-
-// startRedis runs redis-server on a free loopback port, without persistence; extra are more
-// arguments. A port taken between finding it free and the server binding it is tried again.
-func startRedis(bin string, extra ...string) (addr string, stop func(), err error) {
-	for attempt := 0; attempt < 3; attempt++ {
-		if addr, stop, err = startRedisOnce(bin, extra...); err == nil {
-			return addr, stop, nil
-		}
-	}
-	return "", nil, err
-}
-
-func startRedisOnce(bin string, extra ...string) (string, func(), error) {
-	port, err := freePort()
-	if err != nil {
-		return "", nil, err
-	}
-	dir, err := os.MkdirTemp("", "sidekiq-redis-")
-	if err != nil {
-		return "", nil, err
-	}
-	args := append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, extra...)
-	cmd := exec.Command(bin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", nil, err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		_ = os.RemoveAll(dir)
-	}
-	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-exited:
-			_ = os.RemoveAll(dir)
-			return "", nil, fmt.Errorf("redis-server exited (%v): %s", err, out.String())
-		default:
-		}
-		if c, err := net.Dial("tcp", addr); err == nil {
-			_ = c.Close()
-			return addr, stop, nil
-		}
-	}
-	stop()
-	return "", nil, fmt.Errorf("redis-server did not listen on %s within 10s: %s", addr, out.String())
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // sidekiqClient writes to Redis as Sidekiq's client does, under prefix.
@@ -278,7 +206,7 @@ func TestAJobWithoutEnqueuedAtHasNoAge(t *testing.T) {
 
 func TestPasswordIsUsedAndNeverShown(t *testing.T) {
 	const password = "s3cret-redis-pass"
-	addr, stop, err := startRedis(redisBin(t), "--requirepass", password)
+	addr, stop, err := redisserver.Start("--requirepass", password)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +234,7 @@ func TestPasswordIsUsedAndNeverShown(t *testing.T) {
 }
 
 func TestRedisDownIsAnError(t *testing.T) {
-	port, err := freePort()
+	port, err := redisserver.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,5 +244,70 @@ func TestRedisDownIsAnError(t *testing.T) {
 	var opErr *net.OpError
 	if err == nil || !errors.As(err, &opErr) || strings.Contains(err.Error(), "pw-not-shown") {
 		t.Fatalf("an unreachable Redis: %v; want the dial error, without the password", err)
+	}
+}
+
+// fail records a job as Sidekiq's job retry does: the failed counter, and the job in the retry
+// set (scored by its next attempt) or, out of retries, in the dead set (scored by its death).
+func (c *sidekiqClient) fail(set string, jid string) {
+	c.t.Helper()
+	ctx := context.Background()
+	at := float64(time.Now().UnixMilli()) / 1000
+	job := fmt.Sprintf(`{"retry":true,"queue":"push","class":"Web::PushNotificationWorker","args":[1,2],"jid":%q,"error_message":"Net::ReadTimeout","retry_count":3,"failed_at":%.3f}`, jid, at)
+	if _, err := c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.IncrBy(ctx, c.prefix+"stat:processed", 1)
+		pipe.IncrBy(ctx, c.prefix+"stat:failed", 1)
+		pipe.ZAdd(ctx, c.prefix+set, redis.Z{Score: at, Member: job})
+		return nil
+	}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func TestTheRetryAndDeadSetsAndTheFailedCounter(t *testing.T) {
+	addr := sharedRedis(t)
+	ours := newSidekiqClient(t, addr, "mastodon")
+	ours.processed(100)
+	for i := range 3 {
+		ours.fail("retry", fmt.Sprint("r", i))
+	}
+	ours.fail("dead", "d0")
+	// Another instance's failures, without a namespace, in the same Redis.
+	theirs := newSidekiqClient(t, addr, "")
+	for i := range 5 {
+		theirs.fail("dead", fmt.Sprint("other", i))
+	}
+
+	p := New(Config{Address: addr, Namespace: "mastodon"})
+	defer func() { _ = p.Close() }()
+	m, err := p.Measure(context.Background(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Failed == nil || m.Retry == nil || m.Dead == nil {
+		t.Fatalf("measured %+v: want the failed counter and both sets", m)
+	}
+	if *m.Processed != 104 || *m.Failed != 4 || *m.Retry != 3 || *m.Dead != 1 {
+		t.Fatalf("processed %d, failed %d, retry %d, dead %d; want 104, 4, 3, 1", *m.Processed, *m.Failed, *m.Retry, *m.Dead)
+	}
+	// An instance whose Sidekiq never failed has no such keys: zero, not an error.
+	other := New(Config{Address: addr, Namespace: "quiet"})
+	defer func() { _ = other.Close() }()
+	if m, err := other.Measure(context.Background(), time.Minute); err != nil || *m.Failed != 0 || *m.Retry != 0 || *m.Dead != 0 {
+		t.Fatalf("no failures yet: %+v, %v", m, err)
+	}
+}
+
+func TestAKeyOfAnotherTypeIsAnError(t *testing.T) {
+	addr := sharedRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer func() { _ = rdb.Close() }()
+	if err := rdb.Set(context.Background(), "dead", "not a sorted set", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p := New(Config{Address: addr})
+	defer func() { _ = p.Close() }()
+	if _, err := p.Measure(context.Background(), time.Minute); err == nil || !strings.Contains(err.Error(), "sorted set dead") {
+		t.Fatalf("a dead key that is no sorted set: %v; want an error naming it", err)
 	}
 }
