@@ -208,7 +208,7 @@ func withSchema(msg string, m *v1alpha1.MastodonMigration, level int32) string {
 func (r *MastodonMigrationReconciler) rolledBack(m *v1alpha1.MastodonMigration, msg string) (ctrl.Result, error) {
 	now := metav1.NowMicro()
 	m.Status.Rollback.FinishedAt = &now
-	until := metav1.NewTime(now.Add(durationOr(m.Spec.Rollback.Watch, 30*time.Minute)))
+	until := metav1.NewMicroTime(now.Add(durationOr(m.Spec.Rollback.Watch, 30*time.Minute)))
 	m.Status.Rollback.WatchedUntil, m.Status.Rollback.Result = &until, RollbackWatching
 	if a := m.Status.Analysis; a != nil {
 		// The restored stack is judged afresh: the new stack's breaches stay in the record of

@@ -1216,9 +1216,10 @@ type RollbackStatus struct {
 	// FinishedAt is when it finished.
 	// +optional
 	FinishedAt *metav1.MicroTime `json:"finishedAt,omitempty"`
-	// WatchedUntil is when the watch of the restored stack ends.
+	// WatchedUntil is when the watch of the restored stack ends, to the microsecond like
+	// FinishedAt: a whole second cut off the end made a 10 s watch read "watched for 9s".
 	// +optional
-	WatchedUntil *metav1.Time `json:"watchedUntil,omitempty"`
+	WatchedUntil *metav1.MicroTime `json:"watchedUntil,omitempty"`
 	// Result of the watch of the restored stack: Watching, Healthy or Unhealthy, with why.
 	// +kubebuilder:validation:MaxLength=2048
 	// +optional
