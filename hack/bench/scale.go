@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
@@ -32,7 +34,9 @@ type scaleResult struct {
 	// rollback is the latency of a level 1 requested while the others ran; busy is how many of
 	// the others were not Completed yet at the request.
 	rollback time.Duration
-	busy     int
+	// trafficBack is when, in that level 1, the web Service selected the old pods again.
+	trafficBack time.Duration
+	busy        int
 	// cpu is the CPU time per migration from the creation of the migrations until all are done.
 	cpu cpuUse
 }
@@ -50,8 +54,8 @@ func (b *bench) scale(ctx context.Context, t *table) error {
 			if err != nil {
 				return fmt.Errorf("%d migrations, run %d: %w", n, i+1, err)
 			}
-			progress("%d migrations, run %d: all Completed in %.1f s, peak RSS %.0f MiB, %.0f requests (%.0f writes) and %.2f s CPU (control plane %.2f s) per migration, level 1 under load %d ms (%d others running), idle writes %.0f",
-				n, i+1, r.elapsed.Seconds(), r.peakRSS, r.requests, r.writes, r.cpu.operator, r.cpu.cluster, r.rollback.Milliseconds(), r.busy, r.idleWrites)
+			progress("%d migrations, run %d: all Completed in %.1f s, peak RSS %.0f MiB, %.0f requests (%.0f writes) and %.2f s CPU (control plane %.2f s) per migration, level 1 under load: traffic back %d ms, RolledBack %d ms (%d others running), idle writes %.0f",
+				n, i+1, r.elapsed.Seconds(), r.peakRSS, r.requests, r.writes, r.cpu.operator, r.cpu.cluster, r.trafficBack.Milliseconds(), r.rollback.Milliseconds(), r.busy, r.idleWrites)
 			results[n] = append(results[n], r)
 		}
 	}
@@ -86,9 +90,12 @@ func (b *bench) scale(ctx context.Context, t *table) error {
 			t.add(row{what: fmt.Sprintf("Scale, %d at once: API writes in the %s after all are done (first run)", n, idleFor),
 				measured: count(idle), target: "0", met: met(idle == 0)})
 		}
-		lat := pick(rs, func(r scaleResult) float64 { return r.rollback.Seconds() })
 		busy := pick(rs, func(r scaleResult) float64 { return float64(r.busy) })
-		t.add(row{what: fmt.Sprintf("Scale, %d at once: a level 1 requested while they run (others not yet Completed: median %.0f)", n, median(busy)),
+		back := pick(rs, func(r scaleResult) float64 { return r.trafficBack.Seconds() })
+		t.add(row{what: fmt.Sprintf("Scale, %d at once: a level 1 requested while they run (others not yet Completed: median %.0f): traffic back on the old pods", n, median(busy)),
+			measured: millis(median(back)) + spread(back, millis), target: "≤ 1 s", met: met(median(back) <= 1)})
+		lat := pick(rs, func(r scaleResult) float64 { return r.rollback.Seconds() })
+		t.add(row{what: fmt.Sprintf("Scale, %d at once: the same level 1 until RolledBack (the scheduler handed back, the release at 0)", n),
 			measured: millis(median(lat)) + spread(lat, millis), target: "≤ 1 s", met: met(median(lat) <= 1)})
 	}
 	return nil
@@ -150,7 +157,11 @@ func (b *bench) scaleOnce(ctx context.Context, n, run int, measureIdle bool) (sc
 		}
 	}
 	rollback := make(chan error, 1)
-	go func() { rollback <- b.rollbackUnderLoad(ctx, probe, migrations, &res) }()
+	web := &corev1.Service{}
+	if err := b.h.Client.Get(ctx, client.ObjectKey{Namespace: probeNS, Name: "mastodon-web"}, web); err != nil {
+		return res, err
+	}
+	go func() { rollback <- b.rollbackUnderLoad(ctx, probe, web.Spec.Selector, &res) }()
 
 	// Once a second: listing a hundred migrations, status and all, is work for the API server
 	// the operator would otherwise have.
@@ -226,8 +237,9 @@ func (b *bench) scaleOnce(ctx context.Context, n, run int, measureIdle bool) (sc
 }
 
 // rollbackUnderLoad waits until the probe migration is Observing, raises its
-// spec.rollbackLevel to 1 as on-call would, and times it until a watch sees it RolledBack.
-func (b *bench) rollbackUnderLoad(ctx context.Context, probe *v1alpha1.MastodonMigration, others []*v1alpha1.MastodonMigration, res *scaleResult) error {
+// spec.rollbackLevel to 1 as on-call would, and times it: until its web Service selects the old
+// pods again (oldSelector, the fixture's), and until a watch sees it RolledBack.
+func (b *bench) rollbackUnderLoad(ctx context.Context, probe *v1alpha1.MastodonMigration, oldSelector map[string]string, res *scaleResult) error {
 	latest, err := b.waitPhase(ctx, probe, v1alpha1.PhaseObserving, 20*time.Minute)
 	if err != nil {
 		return err
@@ -258,6 +270,20 @@ func (b *bench) rollbackUnderLoad(ctx context.Context, probe *v1alpha1.MastodonM
 	if err := b.h.Client.Patch(ctx, raised, client.MergeFrom(latest)); err != nil {
 		return err
 	}
+	back := make(chan error, 1)
+	go func() {
+		back <- wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+			web := &corev1.Service{}
+			if err := b.h.Client.Get(ctx, client.ObjectKey{Namespace: probe.Namespace, Name: "mastodon-web"}, web); err != nil {
+				return false, err
+			}
+			if reflect.DeepEqual(web.Spec.Selector, oldSelector) {
+				res.trafficBack = time.Since(start)
+				return true, nil
+			}
+			return false, nil
+		})
+	}()
 	timeout := time.After(5 * time.Minute)
 	for {
 		select {
@@ -271,6 +297,9 @@ func (b *bench) rollbackUnderLoad(ctx context.Context, probe *v1alpha1.MastodonM
 			m := ev.Object.(*v1alpha1.MastodonMigration)
 			if m.Status.Phase == v1alpha1.PhaseRolledBack {
 				res.rollback = time.Since(start)
+				if err := <-back; err != nil {
+					return fmt.Errorf("the traffic of %s did not come back: %w", probe.Namespace, err)
+				}
 				return nil
 			}
 			if m.Status.Phase == v1alpha1.PhaseFailed {
