@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -12,26 +11,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
-	"github.com/mastodon-operator/mastodon-operator/test/harness"
 )
 
 // sample is the migration users start from (config/samples), pointed at the loopback chart
 // repository and the harness's web server, observed for window with an analysis every
 // interval.
 func (b *bench) sample(ns string, window, interval time.Duration) (*v1alpha1.MastodonMigration, error) {
-	raw, err := os.ReadFile(harness.RepoPath("config", "samples", "migration_v1alpha1_mastodonmigration.yaml"))
+	m, err := b.h.SampleMigration(ns)
 	if err != nil {
 		return nil, err
 	}
-	m := &v1alpha1.MastodonMigration{}
-	if err := yaml.UnmarshalStrict(raw, m); err != nil {
-		return nil, err
-	}
-	m.Namespace = ns
-	m.Spec.Release.Chart.Repository = b.h.ChartURL
 	m.Spec.Analysis.HTTP = &v1alpha1.HTTPAnalysis{URL: b.h.Web.URL + "/probe/" + ns, Requests: 4,
 		Timeout: &metav1.Duration{Duration: 2 * time.Second}}
 	m.Spec.Analysis.Window = &metav1.Duration{Duration: window}

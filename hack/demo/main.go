@@ -94,7 +94,7 @@ func run(ctx context.Context, dir string) error {
 	say("running (log: %s)", operatorLog.Name())
 
 	heading("4. A MastodonMigration (config/samples), BlueGreen, watched for 20s after the switch")
-	m, err := sample(h)
+	m, err := h.SampleMigration(namespace)
 	if err != nil {
 		return err
 	}
@@ -122,8 +122,7 @@ func run(ctx context.Context, dir string) error {
 	if _, err := h.DeployMastodon(ctx, canary); err != nil {
 		return err
 	}
-	failing, _ := sample(h)
-	failing.Namespace = canary
+	failing, _ := h.SampleMigration(canary)
 	// The harness's web server stands for the instance's public URL: the demo decides what it
 	// answers, as a real outage would.
 	public := "/public/" + canary
@@ -166,7 +165,7 @@ func run(ctx context.Context, dir string) error {
 	}
 
 	heading("6. A migration preflight refuses: a chart version that does not exist, a Deployment that does not")
-	broken, _ := sample(h)
+	broken, _ := h.SampleMigration(namespace)
 	broken.Name = "broken"
 	broken.Spec.Release.Chart.Version = "9.9.9"
 	broken.Spec.Source.Sidekiq = append(broken.Spec.Source.Sidekiq, v1alpha1.ComponentRef{Deployment: "mastodon-worker-pull"})
@@ -184,7 +183,7 @@ func run(ctx context.Context, dir string) error {
 	}
 
 	heading("7. The API server refuses an invalid migration, saying what to fix")
-	invalid, _ := sample(h)
+	invalid, _ := h.SampleMigration(namespace)
 	invalid.Name = "invalid"
 	invalid.Spec.RollbackLevel = 3
 	invalid.Spec.Analysis.Thresholds.Critical.ErrorRate = "1.5"
@@ -201,25 +200,6 @@ func run(ctx context.Context, dir string) error {
 	say("MastodonMigration %s moved a live, production-like Mastodon to Helm release %s", m.Name, m.Spec.Release.Name)
 	say("to explore a cluster yourself: make cluster-up, then export KUBECONFIG=$PWD/bin/local-cluster/kubeconfig")
 	return nil
-}
-
-// sample reads config/samples' migration and points it at the loopback chart repository.
-func sample(h *harness.Harness) (*v1alpha1.MastodonMigration, error) {
-	raw, err := os.ReadFile(harness.RepoPath("config", "samples", "migration_v1alpha1_mastodonmigration.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	m := &v1alpha1.MastodonMigration{}
-	if err := yaml.UnmarshalStrict(raw, m); err != nil {
-		return nil, err
-	}
-	m.Namespace = namespace
-	m.Spec.Release.Chart.Repository = h.ChartURL
-	if m.Spec.Analysis.HTTP != nil {
-		// The instance's public URL is the harness's web server, which answers 200 until told otherwise.
-		m.Spec.Analysis.HTTP.URL = h.Web.URL + "/health"
-	}
-	return m, nil
 }
 
 // follow watches a migration and prints each change of phase and step until the operator has

@@ -80,19 +80,9 @@ func run(m *testing.M) int {
 // sampleMigration reads the sample users start from, pointed at the loopback chart repository.
 func sampleMigration(t testing.TB, namespace string) *v1alpha1.MastodonMigration {
 	t.Helper()
-	raw, err := os.ReadFile(harness.RepoPath("config", "samples", "migration_v1alpha1_mastodonmigration.yaml"))
+	m, err := h.SampleMigration(namespace)
 	if err != nil {
 		t.Fatal(err)
-	}
-	m := &v1alpha1.MastodonMigration{}
-	if err := yaml.UnmarshalStrict(raw, m); err != nil {
-		t.Fatalf("the sample does not match the API: %v", err)
-	}
-	m.Namespace = namespace
-	m.Spec.Release.Chart.Repository = h.ChartURL
-	if m.Spec.Analysis.HTTP != nil {
-		// The instance's public URL is the harness's web server, which answers 200.
-		m.Spec.Analysis.HTTP.URL = h.Web.URL + "/health"
 	}
 	return m
 }

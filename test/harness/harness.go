@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/controllers"
@@ -296,6 +297,26 @@ func (o *Operator) Stop() error {
 		return o.err
 	}
 	return nil
+}
+
+// SampleMigration reads the migration users start from (config/samples), in namespace, pointed at
+// the loopback chart repository and, for its analysis, at the web server, which answers 200
+// until told otherwise.
+func (h *Harness) SampleMigration(namespace string) (*v1alpha1.MastodonMigration, error) {
+	raw, err := os.ReadFile(RepoPath("config", "samples", "migration_v1alpha1_mastodonmigration.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	m := &v1alpha1.MastodonMigration{}
+	if err := yaml.UnmarshalStrict(raw, m); err != nil {
+		return nil, fmt.Errorf("the sample does not match the API: %w", err)
+	}
+	m.Namespace = namespace
+	m.Spec.Release.Chart.Repository = h.ChartURL
+	if m.Spec.Analysis.HTTP != nil {
+		m.Spec.Analysis.HTTP.URL = h.Web.URL + "/health"
+	}
+	return m, nil
 }
 
 // DeployMastodon creates a namespace and applies the production layout of the Kustomize fixture,
