@@ -106,14 +106,8 @@ func (r *MastodonMigrationReconciler) writeHandoff(ctx context.Context, m *v1alp
 	if in.SecretEnv, err = r.releaseSecretEnv(ctx, m); err != nil {
 		return "", err
 	}
-	if len(in.SecretEnv) > 0 {
-		manifests, err := r.renderRelease(ctx, m)
-		if err != nil {
-			return "", err
-		}
-		if in.Deployments, err = manifests.Deployments(); err != nil {
-			return "", err
-		}
+	if in.Deployments, err = r.releaseDeployments(ctx, m); err != nil {
+		return "", err
 	}
 	if in.Snapshot, err = snapshot.Load(ctx, r.Client, m.Namespace, snapshotName(m)); err != nil {
 		return "", err

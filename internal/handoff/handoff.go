@@ -43,8 +43,8 @@ type Input struct {
 	Values map[string]any
 	// SecretEnv are the variables the operator adds from Secret keys by a post-renderer.
 	SecretEnv []v1alpha1.SecretEnvVar
-	// Deployments are the release's rendered Deployments by component, for the post-renderer
-	// patches that carry SecretEnv.
+	// Deployments are the release's Deployments by component, for the post-renderer patches
+	// that carry SecretEnv.
 	Deployments map[string]*appsv1.Deployment
 	// Snapshot holds the old stack's objects as they were before the migration; Live the same
 	// objects as they are now, by Kind/Name (missing: deleted).

@@ -31,7 +31,8 @@ func (o *options) planCommand() *cobra.Command {
 		Long: `Show what a MastodonMigration would do if it were created now, changing nothing: the
 release's values, the preflight findings by class (the operator's own checklist, run read-only;
 its server-side dry-runs store nothing), a diff of the live objects against what the release
-renders, and what the traffic switch would change. Exits 4 when preflight would stop the
+renders, and what the traffic switch would change. The Cloud SQL databases check is not run
+(it needs the operator's credentials). Exits 4 when preflight would stop the
 migration (a Blocks or Changes finding), 0 otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -124,6 +125,9 @@ func writePlan(ctx context.Context, w io.Writer, c client.Client, m *v1alpha1.Ma
 		}
 	}
 	fmt.Fprintf(w, "\n## Diff of the live objects against the release\n")
+	if m.Spec.Strategy == v1alpha1.StrategyInPlace {
+		fmt.Fprintln(w, "(InPlace adopts an existing object as it is; the chart's rendering shown here applies at the release's next upgrade)")
+	}
 	for _, obj := range p.Manifests.Resources {
 		d, err := objectDiff(ctx, c, m.Namespace, obj)
 		if err != nil {
