@@ -204,3 +204,26 @@ func mustYAML(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// InPlace: what the release adopted is Helm's now, and leaves the repository even though it
+// changed.
+func TestBuildDeletesWhatTheReleaseAdopted(t *testing.T) {
+	m := migration()
+	m.Spec.Strategy = v1alpha1.StrategyInPlace
+	m.Status.Adoption = &v1alpha1.AdoptionStatus{Adopted: []string{"Service/mastodon-web"}}
+	before := object("Service", "mastodon-web", map[string]any{"spec": map[string]any{"selector": map[string]any{"app": "mastodon-web"}}})
+	now := object("Service", "mastodon-web", map[string]any{"spec": map[string]any{"selector": map[string]any{"app.kubernetes.io/instance": "mastodon"}}})
+	data, err := Build(Input{Migration: m, ChartVersion: "1.0.2", Values: map[string]any{},
+		Snapshot: []*unstructured.Unstructured{before}, Live: map[string]*unstructured.Unstructured{"Service/mastodon-web": now}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var repo Repository
+	if err := yaml.UnmarshalStrict([]byte(data[KeyRepository]), &repo); err != nil {
+		t.Fatal(err)
+	}
+	if len(repo.Delete) != 1 || repo.Delete[0].Object != "Service/mastodon-web" || !strings.Contains(repo.Delete[0].Why, "adopted") ||
+		len(repo.KeepAsNow) != 0 || data[KeyKept] != "" {
+		t.Errorf("repository: %+v; kept: %q", repo, data[KeyKept])
+	}
+}
