@@ -247,7 +247,10 @@ func TestStatusShowsStepsAnalysisRollbackAndSchedulerWithExitCodes(t *testing.T)
 	c, kubeconfig := cluster(t)
 	ns := namespaceWithFixture(t, c)
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	at := func(s int) *metav1.MicroTime { mt := metav1.NewMicroTime(t0.Add(time.Duration(s) * time.Second)); return &mt }
+	at := func(s int) *metav1.MicroTime {
+		mt := metav1.NewMicroTime(t0.Add(time.Duration(s) * time.Second))
+		return &mt
+	}
 	steps := []v1alpha1.StepStatus{
 		{Name: "Preflight", State: v1alpha1.StepSucceeded, StartedAt: at(0), FinishedAt: at(2), Message: "every pre-migration check passed"},
 		{Name: "Install", State: v1alpha1.StepSucceeded, StartedAt: at(2), FinishedAt: at(7), Message: "release mastodon-helm revision 1 deployed"},

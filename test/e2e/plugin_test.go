@@ -166,7 +166,9 @@ func TestPluginPlansMigratesHandsOffAndRollsBack(t *testing.T) {
 	g.Expect(names(repo.KeepUnchanged)).To(gomega.ContainElement("Ingress/mastodon"))
 	kept := yamlDocuments(t, cm.Data[handoff.KeyKept])
 	g.Expect(kept).To(gomega.HaveLen(5))
-	i := slices.IndexFunc(kept, func(u *unstructured.Unstructured) bool { return u.GetKind() == "Service" && u.GetName() == "mastodon-web" })
+	i := slices.IndexFunc(kept, func(u *unstructured.Unstructured) bool {
+		return u.GetKind() == "Service" && u.GetName() == "mastodon-web"
+	})
 	g.Expect(i).NotTo(gomega.Equal(-1))
 	selector, _, _ := unstructured.NestedStringMap(kept[i].Object, "spec", "selector")
 	g.Expect(selector).To(gomega.HaveKeyWithValue("app.kubernetes.io/instance", "mastodon-helm"))
