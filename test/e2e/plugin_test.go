@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/handoff"
 	"github.com/mastodon-operator/mastodon-operator/internal/kubectlmastodon"
 	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
@@ -203,6 +204,8 @@ func TestPluginPlansMigratesHandsOffAndRollsBack(t *testing.T) {
 	// rollback: on-call asks for level 1; status --wait ends with the rolled-back exit code.
 	out, code = plugin(t, ns, "rollback", "to-helm", "--level", "1", "--reason", "asked by the plugin test")
 	g.Expect(code).To(gomega.Equal(0), out)
+	// Completed is an end too: wait for the operator to take the request up first.
+	eventually(t, getMigration(ctx, m)).ShouldNot(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
 	out, code = plugin(t, ns, "status", "to-helm", "--wait", "--timeout", "3m")
 	t.Log(out)
 	g.Expect(code).To(gomega.Equal(kubectlmastodon.ExitRolledBack), out)
