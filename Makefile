@@ -77,8 +77,9 @@ demo: ## Run the demo: local cluster, a production-like Mastodon, and a Mastodon
 ##@ Build and deploy
 
 .PHONY: build
-build: ## Build the manager binary.
+build: ## Build the manager binary and the kubectl plugin (bin/kubectl-mastodon).
 	CGO_ENABLED=0 go build -trimpath -o bin/manager .
+	CGO_ENABLED=0 go build -trimpath -o bin/kubectl-mastodon ./cmd/kubectl-mastodon
 
 .PHONY: run
 run: ## Run the manager against the cluster of the current kubeconfig.

@@ -7,10 +7,16 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/handoff"
+	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
 )
 
 // finish hands the old stack's duties to the release: HPAs among the extra resources are
@@ -76,7 +82,64 @@ func (r *MastodonMigrationReconciler) finish(ctx context.Context, m *v1alpha1.Ma
 		msg += fmt.Sprintf("; release %s was installed with 0 replicas, so never upgrade it with --reuse-values: pass the full values (spec.release)",
 			m.Spec.Release.Name)
 	}
+	written, err := r.writeHandoff(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	msg += "; " + written
 	return outcome{state: v1alpha1.StepSucceeded, message: msg}, nil
+}
+
+func handoffName(m *v1alpha1.MastodonMigration) string { return m.Name + "-handoff" }
+
+// writeHandoff writes what the GitOps repository needs now (internal/handoff) to the ConfigMap
+// <name>-handoff, and says so. A hand-off too large for a ConfigMap is said, not retried.
+func (r *MastodonMigrationReconciler) writeHandoff(ctx context.Context, m *v1alpha1.MastodonMigration) (string, error) {
+	in := handoff.Input{Migration: m, Live: map[string]*unstructured.Unstructured{}}
+	if st := m.Status.Release; st != nil {
+		in.ChartVersion = st.ChartVersion
+	}
+	var err error
+	if in.Values, err = r.releaseValues(ctx, m); err != nil {
+		return "", err
+	}
+	if in.SecretEnv, err = r.releaseSecretEnv(ctx, m); err != nil {
+		return "", err
+	}
+	if in.Deployments, err = r.releaseDeployments(ctx, m); err != nil {
+		return "", err
+	}
+	if in.Snapshot, err = snapshot.Load(ctx, r.Client, m.Namespace, snapshotName(m)); err != nil {
+		return "", err
+	}
+	for _, stored := range in.Snapshot {
+		live := &unstructured.Unstructured{}
+		live.SetGroupVersionKind(stored.GroupVersionKind())
+		err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: stored.GetName()}, live)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		in.Live[stored.GetKind()+"/"+stored.GetName()] = live
+	}
+	data, err := handoff.Build(in)
+	if err != nil {
+		return "hand-off not written: " + err.Error(), nil
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: handoffName(m)}}
+	if _, err := controllerutil.CreateOrUpdate(ctx, r.Client, cm, func() error {
+		if cm.Labels == nil {
+			cm.Labels = map[string]string{}
+		}
+		cm.Labels[LabelMigration] = m.Name
+		cm.Data = data
+		return nil
+	}); err != nil {
+		return "", fmt.Errorf("writing the hand-off ConfigMap %s: %w", cm.Name, err)
+	}
+	return fmt.Sprintf("GitOps hand-off in ConfigMap %s (kubectl mastodon handoff %s)", cm.Name, m.Name), nil
 }
 
 // releaseTargets maps each source Deployment to the release Deployment that takes over its
