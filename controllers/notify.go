@@ -27,10 +27,14 @@ func (r *MastodonMigrationReconciler) notify(ctx context.Context, base, m *v1alp
 		return
 	}
 	to, problem := r.receivers(ctx, m)
-	if problem != "" {
+	if problem != "" && ctx.Err() == nil {
 		// The messages are lost: the Event says so, and how to fix it.
 		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, ReasonNotificationsNotSent, "Notify",
 			"%s", eventNote(problem+"; not sent: "+msgs[0].Summary))
+	}
+	if problem != "" {
+		// An operator that is stopping lost these with its context: the next leader does not
+		// send them either, as it starts from the stored status.
 		return
 	}
 	r.Notifier.Send(to, msgs)

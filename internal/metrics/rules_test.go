@@ -11,6 +11,9 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resource"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
 
@@ -135,5 +138,34 @@ func TestTheDashboardQueriesAreValidPromQLOnExportedMetrics(t *testing.T) {
 		if !registered[base] {
 			t.Errorf("%s is not a metric the operator exports", name)
 		}
+	}
+}
+
+// TestTheAlertsAndTheDashboardInstallWithKustomize builds config/prometheus and config/grafana as
+// `kubectl apply -k` does: the PrometheusRule, and the dashboard in a ConfigMap that Grafana's
+// sidecar loads.
+func TestTheAlertsAndTheDashboardInstallWithKustomize(t *testing.T) {
+	build := func(dir string) []*resource.Resource {
+		t.Helper()
+		res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+		if err != nil {
+			t.Fatalf("kustomize build %s: %v", dir, err)
+		}
+		return res.Resources()
+	}
+	rules := build("../../config/prometheus")
+	if len(rules) != 1 || rules[0].GetKind() != "PrometheusRule" {
+		t.Fatalf("config/prometheus builds %d objects, want the PrometheusRule", len(rules))
+	}
+	dashboards := build("../../config/grafana")
+	want, err := os.ReadFile(dashboard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dashboards) != 1 || dashboards[0].GetKind() != "ConfigMap" || dashboards[0].GetLabels()["grafana_dashboard"] != "1" {
+		t.Fatalf("config/grafana builds %v, want one ConfigMap labelled grafana_dashboard", dashboards)
+	}
+	if got := dashboards[0].GetDataMap()["mastodon-migrations.json"]; got != string(want) {
+		t.Fatalf("the ConfigMap holds another dashboard than %s", dashboard)
 	}
 }
