@@ -77,8 +77,9 @@ func Changes(before, after *v1alpha1.MastodonMigration, now time.Time) []Message
 	rollbackStarted := a.Rollback != nil && (b.Rollback == nil || b.Rollback.Level != a.Rollback.Level)
 	rollbackFinished := a.Rollback != nil && a.Rollback.FinishedAt != nil &&
 		(b.Rollback == nil || b.Rollback.FinishedAt == nil || rollbackStarted)
-	// The rollback's own messages say what RollingBack and RolledBack would.
-	saidByRollback := rollbackStarted && a.Phase == v1alpha1.PhaseRollingBack || rollbackFinished && a.Phase == v1alpha1.PhaseRolledBack
+	// The rollback's own messages say what RollingBack and RolledBack would: RollbackStarted
+	// went out when status.rollback appeared, which comes before the phase.
+	saidByRollback := a.Phase == v1alpha1.PhaseRollingBack || rollbackFinished && a.Phase == v1alpha1.PhaseRolledBack
 	if a.Phase != b.Phase && a.Phase != v1alpha1.PhasePending && !saidByRollback {
 		out = append(out, phaseMessage(msg, before, after))
 	}

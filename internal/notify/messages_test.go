@@ -95,6 +95,14 @@ func TestChangesAreTheTransitionsOnly(t *testing.T) {
 				"RollbackFinished | warning | mastodon/to-helm: rolled back at level 1 in 1.5s: the old stack serves the traffic | analysis: critical | " +
 					"the release stays for inspection; a new MastodonMigration starts the migration again",
 			}},
+		{"RollingBack after the rollback was recorded",
+			migration(func(st *v1alpha1.MastodonMigrationStatus) {
+				st.Rollback = &v1alpha1.RollbackStatus{Level: 1, Trigger: "Automatic", StartedAt: &started}
+			}),
+			migration(func(st *v1alpha1.MastodonMigrationStatus) {
+				st.Phase = v1alpha1.PhaseRollingBack
+				st.Rollback = &v1alpha1.RollbackStatus{Level: 1, Trigger: "Automatic", StartedAt: &started}
+			}), nil},
 		{"the watch of the restored stack",
 			migration(func(st *v1alpha1.MastodonMigrationStatus) {
 				rolledBack(st)
