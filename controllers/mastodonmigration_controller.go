@@ -12,6 +12,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,6 +27,8 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/database"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+	"github.com/mastodon-operator/mastodon-operator/internal/metrics"
+	"github.com/mastodon-operator/mastodon-operator/internal/notify"
 	"github.com/mastodon-operator/mastodon-operator/internal/preflight"
 )
 
@@ -48,6 +51,8 @@ type MastodonMigrationReconciler struct {
 	ServiceAddress func(namespace, name string, port int32) string
 	// Helm runs the Helm actions that wait, in the background.
 	Helm *helmActions
+	// Notifier sends the migrations' notifications in the background.
+	Notifier *notify.Notifier
 }
 
 // +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonmigrations,verbs=get;list;watch;update;patch
@@ -61,17 +66,22 @@ func (r *MastodonMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	// Straight from the API server: a reconcile often follows this one's own status write at
 	// once (recordFirst), before the cache has it, and a stale copy would only conflict.
 	if err := r.APIReader.Get(ctx, req.NamespacedName, m); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.Forget(req.Namespace, req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !m.DeletionTimestamp.IsZero() {
 		// The migration owns nothing: its snapshots and the release outlive it on purpose.
+		metrics.Forget(req.Namespace, req.Name)
 		return ctrl.Result{}, nil
 	}
 	base := m.DeepCopy()
 	defer func() {
 		boundMigrationStatus(&m.Status)
 		changed := !equality.Semantic.DeepEqual(base.Status, m.Status)
-		result, retErr = patchStatus(ctx, r.Client, r.Recorder, m, base, changed, func(msg string) {
+		var written bool
+		result, written, retErr = patchStatus(ctx, r.Client, r.Recorder, m, base, changed, func(msg string) {
 			// The last accepted status fits; the phase is one of the API's values.
 			phase := m.Status.Phase
 			m.Status = *base.Status.DeepCopy()
@@ -79,6 +89,14 @@ func (r *MastodonMigrationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 			setProgress(&m.Status.Conditions, m.Generation, progressStalled, ReasonStatusRejected, msg)
 			m.Status.ObservedGeneration = m.Generation
 		}, result, retErr)
+		// Both report the status as stored: what a write that failed changed is reported by the
+		// reconcile that writes it, once.
+		if written || !changed {
+			metrics.Record(&base.Status, m, written)
+		}
+		if written {
+			r.notify(ctx, base, m)
+		}
 		if p := reconcilePriority(m); p != nil {
 			result.Priority = p
 		}

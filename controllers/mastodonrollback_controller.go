@@ -49,7 +49,7 @@ func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	defer func() {
 		boundRollbackStatus(&rb.Status)
 		changed := !equality.Semantic.DeepEqual(base.Status, rb.Status)
-		result, retErr = patchStatus(ctx, r.Client, r.Recorder, rb, base, changed, func(msg string) {
+		result, _, retErr = patchStatus(ctx, r.Client, r.Recorder, rb, base, changed, func(msg string) {
 			phase := rb.Status.Phase
 			rb.Status = *base.Status.DeepCopy()
 			rb.Status.Phase = phase

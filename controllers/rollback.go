@@ -21,6 +21,7 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/database"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+	"github.com/mastodon-operator/mastodon-operator/internal/notify"
 	"github.com/mastodon-operator/mastodon-operator/internal/preflight"
 	"github.com/mastodon-operator/mastodon-operator/internal/scheduler"
 	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
@@ -59,7 +60,7 @@ func sourceReadyTimeout(m *v1alpha1.MastodonMigration) time.Duration {
 
 // rollbackCommand is the command on-call runs to roll the migration back at level 1.
 func rollbackCommand(m *v1alpha1.MastodonMigration) string {
-	return fmt.Sprintf(`kubectl -n %s patch mastodonmigration %s --type merge -p '{"spec":{"rollbackLevel":1}}'`, m.Namespace, m.Name)
+	return notify.RollbackCommand(m.Namespace, m.Name, 1)
 }
 
 // changedCluster reports whether a step that changes the stack has started: the maintenance

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mastodon-operator/mastodon-operator/internal/database"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+	"github.com/mastodon-operator/mastodon-operator/internal/notify"
 )
 
 // Options configure the controllers.
@@ -31,6 +32,8 @@ type Options struct {
 	// ServiceAddress is host:port of a Service's port (InCluster in the cluster); nil when the
 	// operator cannot reach Services, and Verify relies on the pods' readiness probes.
 	ServiceAddress func(namespace, name string, port int32) string
+	// Notifications tune the notification queues and retries (tests make them short).
+	Notifications notify.Options
 }
 
 // InCluster reaches a Service through the cluster's DNS.
@@ -79,6 +82,10 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := mgr.Add(background); err != nil {
 		return err
 	}
+	notifier := notify.New(opts.Notifications, mgr.GetLogger().WithName("notify"))
+	if err := mgr.Add(notifier); err != nil {
+		return err
+	}
 	if err := (&MastodonMigrationReconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),
@@ -87,6 +94,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		HelmClients:     helmClients,
 		ServiceAddress:  opts.ServiceAddress,
 		Helm:            background,
+		Notifier:        notifier,
 		CloudMonitoring: opts.CloudMonitoring,
 		CloudSQL: func(ctx context.Context) (*database.CloudSQL, error) {
 			return database.NewCloudSQL(ctx, opts.CloudSQL...)

@@ -301,7 +301,8 @@ func stepStartedAt(m *v1alpha1.MastodonMigration, name string) *metav1.MicroTime
 const statusRejectedRetry = 10 * time.Minute
 
 // patchStatus writes obj's status if it differs from base's, once, at the end of a reconcile,
-// and returns what the reconcile returns. The optimistic lock keeps it from overwriting what the
+// and returns what the reconcile returns, and whether obj's status, as it is on return, is now
+// the one stored (what metrics and notifications may then report). The optimistic lock keeps it from overwriting what the
 // other controller wrote meanwhile (a rollback recorded on a migration); a conflict is retried by
 // the workqueue.
 //
@@ -310,16 +311,16 @@ const statusRejectedRetry = 10 * time.Minute
 // accepted, with Stalled saying why), warns in an Event, and tries again only after
 // statusRejectedRetry.
 func patchStatus(ctx context.Context, c client.Client, recorder events.EventRecorder, obj, base client.Object,
-	changed bool, reject func(message string), result ctrl.Result, retErr error) (ctrl.Result, error) {
+	changed bool, reject func(message string), result ctrl.Result, retErr error) (ctrl.Result, bool, error) {
 	if !changed {
-		return result, retErr
+		return result, false, retErr
 	}
 	err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 	switch {
 	case err == nil || apierrors.IsNotFound(err):
-		return result, retErr
+		return result, err == nil, retErr
 	case !apierrors.IsInvalid(err):
-		return ctrl.Result{}, kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+		return ctrl.Result{}, false, kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
 	}
 	logger := log.FromContext(ctx)
 	logger.Error(err, "the API server refused the status write; writing the last accepted status with Stalled=True",
@@ -329,9 +330,9 @@ func patchStatus(ctx context.Context, c client.Client, recorder events.EventReco
 		"tried again in %s or on a spec change; its cause: %s", statusRejectedRetry, truncate(err.Error(), maxFindingMessage))
 	reject(msg)
 	recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonStatusRejected, "WriteStatus", "%s", eventNote(msg))
-	if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil &&
-		!apierrors.IsNotFound(err) {
+	err = c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	if err != nil && !apierrors.IsNotFound(err) {
 		logger.Error(err, "the API server refused the shortened status too")
 	}
-	return ctrl.Result{RequeueAfter: statusRejectedRetry}, nil
+	return ctrl.Result{RequeueAfter: statusRejectedRetry}, err == nil, nil
 }

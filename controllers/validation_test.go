@@ -58,6 +58,12 @@ func TestAdmissionRefusesInvalidMigrations(t *testing.T) {
 			"spec.source.web.deployment"},
 		{"chart repository not a URL", func(m *v1alpha1.MastodonMigration) { m.Spec.Release.Chart.Repository = "mastodon/mastodon" },
 			"chart.repository must be an http(s):// Helm repository URL or an oci:// registry path"},
+		{"notifications naming no Secret", func(m *v1alpha1.MastodonMigration) {
+			m.Spec.Notifications = &v1alpha1.NotificationsSpec{}
+		}, "spec.notifications.secretRef.name: Invalid value: \"\": spec.notifications.secretRef.name in body should be at least 1 chars long"},
+		{"notifications naming a Secret by an invalid name", func(m *v1alpha1.MastodonMigration) {
+			m.Spec.Notifications = &v1alpha1.NotificationsSpec{SecretRef: v1alpha1.LocalObjectReference{Name: "Slack URL"}}
+		}, "spec.notifications.secretRef.name: Invalid value: \"Slack URL\": spec.notifications.secretRef.name in body should match"},
 		{"rollback level out of range", func(m *v1alpha1.MastodonMigration) { m.Spec.RollbackLevel = 4 },
 			"spec.rollbackLevel: Invalid value: 4: spec.rollbackLevel in body should be less than or equal to 3"},
 		{"level 3 without confirmation", func(m *v1alpha1.MastodonMigration) {

@@ -102,6 +102,20 @@ type MastodonMigrationSpec struct {
 	// Paused stops the migration before its next step; the step under way finishes first.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// Notifications says where the operator reports phase changes, preflight findings, breaches
+	// and rollbacks.
+	// +optional
+	Notifications *NotificationsSpec `json:"notifications,omitempty"`
+}
+
+// NotificationsSpec names the receivers of a migration's notifications.
+type NotificationsSpec struct {
+	// SecretRef names a Secret in the migration's namespace whose key webhookURL (a JSON POST)
+	// and/or slackURL (a Slack incoming webhook) say where to send. The URLs carry tokens: they
+	// stay in the Secret and never appear in status, Events, logs or messages.
+	// +required
+	SecretRef LocalObjectReference `json:"secretRef"`
 }
 
 // SourceSpec names the objects of the running stack, all in the migration's namespace.

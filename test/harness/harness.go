@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -159,6 +160,9 @@ func (h *Harness) Stop() {
 
 // Operator is the operator running in this process, as `make run` runs it.
 type Operator struct {
+	// MetricsURL is the metrics endpoint, with OperatorOptions.ServeMetrics.
+	MetricsURL string
+
 	cancel  context.CancelFunc
 	done    chan struct{}
 	err     error
@@ -177,6 +181,9 @@ type OperatorOptions struct {
 	Crash func(*http.Request) bool
 	// Configure changes the options main would pass the controllers (its flags).
 	Configure func(*controllers.Options)
+	// ServeMetrics serves the manager's metrics endpoint on a free loopback port, over plain
+	// HTTP (main serves it over HTTPS with authentication); Operator.MetricsURL is where.
+	ServeMetrics bool
 }
 
 // LeaderElection are the timings of controller-runtime's leader election.
@@ -227,6 +234,15 @@ func (h *Harness) StartOperatorWith(ctx context.Context, opts OperatorOptions) (
 		// As after a crash: a stopped leader leaves the Lease to expire.
 		mgrOpts.LeaderElectionReleaseOnCancel = false
 	}
+	if opts.ServeMetrics {
+		addr, err := freeLoopbackAddress()
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		mgrOpts.Metrics.BindAddress = addr
+		op.MetricsURL = "http://" + addr + "/metrics"
+	}
 	setupOpts := controllers.Options{CloudSQL: h.cloudSQL, ServiceAddress: h.Web.Address}
 	if opts.Configure != nil {
 		opts.Configure(&setupOpts)
@@ -264,6 +280,17 @@ func NewManager(cfg *rest.Config, mgrOpts ctrl.Options, setupOpts controllers.Op
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// freeLoopbackAddress is a loopback address with a port no one listens on now: the metrics
+// server takes an address, not a listener.
+func freeLoopbackAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
 }
 
 // errCrashed is what a crashed operator's requests fail with.
