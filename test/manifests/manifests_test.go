@@ -187,7 +187,8 @@ func TestOperatorChartModes(t *testing.T) {
 		}
 	})
 	t.Run("namespaced", func(t *testing.T) {
-		objs := objects(t, render(t, map[string]any{"watchNamespaces": []any{"mastodon", "mastodon-2"}}))
+		pdbs := map[string]any{"apiGroups": []any{"policy"}, "resources": []any{"poddisruptionbudgets"}, "verbs": []any{"get"}}
+		objs := objects(t, render(t, map[string]any{"watchNamespaces": []any{"mastodon", "mastodon-2"}, "rbac": map[string]any{"extraRules": []any{pdbs}}}))
 		if objs["ClusterRole//mastodon-operator"] != nil || objs["ClusterRoleBinding//mastodon-operator"] != nil {
 			t.Error("the namespaced mode still grants the manager's rules cluster-wide")
 		}
@@ -196,8 +197,8 @@ func TestOperatorChartModes(t *testing.T) {
 			if role == nil || objs["RoleBinding/"+ns+"/mastodon-operator"] == nil {
 				t.Fatalf("no Role and RoleBinding in watched namespace %s", ns)
 			}
-			if strings.Contains(fmt.Sprint(role["rules"]), "tokenreviews") {
-				t.Errorf("the Role in %s lists the cluster-scoped tokenreviews", ns)
+			if rules := fmt.Sprint(role["rules"]); strings.Contains(rules, "tokenreviews") || !strings.Contains(rules, "poddisruptionbudgets") || !strings.Contains(rules, "mastodonmigrations") {
+				t.Errorf("the Role in %s lists the cluster-scoped tokenreviews, or lacks the manager's or the extra rules: %s", ns, rules)
 			}
 		}
 		if !strings.Contains(fmt.Sprint(objs["ClusterRole//mastodon-operator-metrics-auth"]["rules"]), "tokenreviews") {
