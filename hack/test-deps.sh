@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the servers the tests run against for real, from Debian's packages: Prometheus and
-# Redis (the provider tests), docker-registry (the image test pushes and pulls the operator's
-# image) and crun (the image test runs it). Does nothing when all are on PATH already.
+# Redis (the provider tests), docker-registry (the image tests push and pull the operator's
+# image) and runc (the end-to-end test runs the image; Debian's crun 1.8 refuses hosts with
+# hybrid cgroups). Does nothing when all are on PATH already.
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
-command -v crun >/dev/null || missing+=(crun)
+command -v runc >/dev/null || missing+=(runc)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 sudo=""
 [[ $(id -u) -ne 0 ]] && sudo="sudo"

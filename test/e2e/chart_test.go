@@ -35,7 +35,7 @@ const chartNamespace = "mastodon-operator-system"
 // installOperatorChart installs charts/mastodon-operator with the Helm SDK, as `helm install`
 // would, then upgrades it: the CRDs the harness created are taken over by the release (as from a
 // kustomize install), installed first without the MastodonRollback CRD's printer columns, and
-// the upgrade must bring them back.
+// the upgrade must bring them back. Once installed, it only upgrades the release to values.
 func installOperatorChart(t *testing.T, ctx context.Context, values map[string]any) {
 	t.Helper()
 	cfg, err := helm.NewConfig(h.Cluster.RESTConfig(), chartNamespace, t.Logf)
@@ -48,6 +48,17 @@ func installOperatorChart(t *testing.T, ctx context.Context, values map[string]a
 			t.Fatal(err)
 		}
 		return chrt
+	}
+	upgrade := action.NewUpgrade(cfg)
+	upgrade.Namespace = chartNamespace
+	if last, err := helm.Status(cfg, "mastodon-operator"); err != nil || last != nil {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := upgrade.RunWithContext(ctx, "mastodon-operator", load(), values); err != nil {
+			t.Fatalf("helm upgrade: %v", err)
+		}
+		return
 	}
 	older := load()
 	for _, tpl := range older.Templates {
@@ -69,8 +80,6 @@ func installOperatorChart(t *testing.T, ctx context.Context, values map[string]a
 	if got := printerColumns(t, ctx); len(got) != 0 {
 		t.Fatalf("the install left the MastodonRollback CRD's printer columns %v", got)
 	}
-	upgrade := action.NewUpgrade(cfg)
-	upgrade.Namespace = chartNamespace
 	if _, err := upgrade.RunWithContext(ctx, "mastodon-operator", load(), values); err != nil {
 		t.Fatalf("helm upgrade: %v", err)
 	}

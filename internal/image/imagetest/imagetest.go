@@ -5,7 +5,9 @@ package imagetest
 import (
 	"archive/tar"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -79,4 +81,60 @@ func CheckOperatorImage(t testing.TB, img v1.Image, o image.Options) {
 	if files["/etc/ssl/certs/ca-certificates.crt"] == nil {
 		t.Error("no CA certificates: the manager could not reach chart repositories over HTTPS")
 	}
+}
+
+// Unpack writes img's flattened file system into dir, owners and modes included (as root), for
+// an OCI runtime to run it from.
+func Unpack(img v1.Image, dir string) error {
+	rc := mutate.Extract(img)
+	defer func() { _ = rc.Close() }()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(dir, filepath.Clean("/"+h.Name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%s: the operator's image holds only files and directories, not type %c", h.Name, h.Typeflag)
+		}
+		// Chmod after creating: the umask would drop the sticky and group bits.
+		if err := os.Chmod(path, os.FileMode(h.Mode&0o777)|modeBits(h.Mode)); err != nil {
+			return err
+		}
+		if err := os.Lchown(path, h.Uid, h.Gid); err != nil {
+			return err
+		}
+	}
+}
+
+func modeBits(mode int64) os.FileMode {
+	var m os.FileMode
+	if mode&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	return m
 }
