@@ -10,6 +10,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -131,6 +132,13 @@ func TestOperatorChartsOwnRBACMigratesAndRollsBack(t *testing.T) {
 		}
 	}()
 	installOperatorChart(t, ctx, map[string]any{"allowedChartRepositories": []any{h.ChartURL}})
+	// The manager below runs in this process, with the flags the chart gives the Deployment.
+	deployment := &appsv1.Deployment{}
+	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: chartNamespace, Name: "mastodon-operator"}, deployment); err != nil {
+		t.Fatal(err)
+	}
+	gomega.NewWithT(t).Expect(deployment.Spec.Template.Spec.Containers[0].Args).To(gomega.ContainElements(
+		"--allowed-chart-repositories="+h.ChartURL, "--leader-elect=true"))
 
 	cfg := serviceAccountConfig(t, ctx)
 	sa, err := client.New(cfg, client.Options{Scheme: h.Scheme})
