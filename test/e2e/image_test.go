@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -121,12 +122,22 @@ func TestOperatorImageRunsInAContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeRuntimeSpec(t, runc, bundle, cfg.Config.Entrypoint, cfg.Config.User, append(cfg.Config.Env,
-		"KUBERNETES_SERVICE_HOST="+apiserver.Hostname(), "KUBERNETES_SERVICE_PORT="+apiserver.Port(),
-		"HELM_CACHE_HOME=/tmp/helm/cache", "HELM_CONFIG_HOME=/tmp/helm/config"), []string{
-		"--leader-elect=true", "--watch-namespaces=" + watched, "--allowed-chart-repositories=https://mastodon.github.io/helm-charts/",
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probePort), "--metrics-bind-address=0", "--zap-encoder=json",
-	}, tokenDir)
+	// The manager's flags are the chart's Deployment's; the probes move to a free loopback port
+	// (the container shares the host's network) and metrics are off (a later flag wins).
+	deployment := &appsv1.Deployment{}
+	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: chartNamespace, Name: "mastodon-operator"}, deployment); err != nil {
+		t.Fatal(err)
+	}
+	manager := deployment.Spec.Template.Spec.Containers[0]
+	gomega.NewWithT(t).Expect(manager.Args).To(gomega.ContainElements("--watch-namespaces="+watched, "--leader-elect=true"))
+	env := cfg.Config.Env
+	for _, e := range manager.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	writeRuntimeSpec(t, runc, bundle, cfg.Config.Entrypoint, cfg.Config.User,
+		append(env, "KUBERNETES_SERVICE_HOST="+apiserver.Hostname(), "KUBERNETES_SERVICE_PORT="+apiserver.Port()),
+		append(manager.Args, fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probePort), "--metrics-bind-address=0"),
+		tokenDir)
 
 	logPath := filepath.Join(work, "container.log")
 	logFile, err := os.Create(logPath)
