@@ -35,6 +35,7 @@ var generated = []string{
 	"charts/mastodon-operator/templates/crds/migration.mastodon-operator.io_mastodonrollbacks.yaml",
 	"charts/mastodon-operator/files/manager-role.yaml",
 	"charts/mastodon-operator/files/leader-election-role.yaml",
+	"config/manager/manager.yaml",
 }
 
 // TestGeneratedFilesAreCurrent regenerates into a copy of the sources and compares: a marker
