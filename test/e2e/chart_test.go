@@ -14,9 +14,9 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -64,12 +64,14 @@ func installOperatorChart(t *testing.T, ctx context.Context, values map[string]a
 	older := load()
 	for _, tpl := range older.Templates {
 		if strings.HasSuffix(tpl.Name, "_mastodonrollbacks.yaml") {
-			i := strings.Index(string(tpl.Data), "    additionalPrinterColumns:")
-			j := strings.Index(string(tpl.Data), "    name: v1alpha1")
+			// The version's list item starts with its printer columns, and goes on with its name.
+			data := string(tpl.Data)
+			i := strings.Index(data, "  - additionalPrinterColumns:")
+			j := strings.Index(data, "    name: v1alpha1\n")
 			if i < 0 || j < i {
 				t.Fatal("the MastodonRollback CRD template has no printer columns to strip")
 			}
-			tpl.Data = append(tpl.Data[:i:i], tpl.Data[j:]...)
+			tpl.Data = []byte(data[:i] + "  - name: v1alpha1\n" + data[j+len("    name: v1alpha1\n"):])
 		}
 	}
 	install := action.NewInstall(cfg)
@@ -89,13 +91,20 @@ func installOperatorChart(t *testing.T, ctx context.Context, values map[string]a
 	}
 }
 
-func printerColumns(t *testing.T, ctx context.Context) []apiextensionsv1.CustomResourceColumnDefinition {
+func printerColumns(t *testing.T, ctx context.Context) []any {
 	t.Helper()
-	crd := &apiextensionsv1.CustomResourceDefinition{}
+	crd := &unstructured.Unstructured{}
+	crd.SetAPIVersion("apiextensions.k8s.io/v1")
+	crd.SetKind("CustomResourceDefinition")
 	if err := h.Client.Get(ctx, client.ObjectKey{Name: "mastodonrollbacks.migration.mastodon-operator.io"}, crd); err != nil {
 		t.Fatal(err)
 	}
-	return crd.Spec.Versions[0].AdditionalPrinterColumns
+	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	if len(versions) == 0 {
+		t.Fatal("the MastodonRollback CRD has no versions")
+	}
+	columns, _, _ := unstructured.NestedSlice(versions[0].(map[string]any), "additionalPrinterColumns")
+	return columns
 }
 
 // serviceAccountConfig is a client config that authenticates with a token of the chart's
@@ -178,6 +187,8 @@ func TestOperatorChartsOwnRBACMigratesAndRollsBack(t *testing.T) {
 
 	ns := "mastodon-chart-rbac"
 	objs, before, m := migrateTo(t, ctx, ns, v1alpha1.PhaseCompleted, shortWindow)
+	done1, _ := getMigration(ctx, m)()
+	t.Logf("completed with the chart's ServiceAccount: %v", stepStates(done1))
 	rollBackTo(t, ctx, m, 2)
 	g := gomega.NewWithT(t)
 	got, _ := getMigration(ctx, m)()
@@ -194,7 +205,9 @@ func TestOperatorChartsOwnRBACMigratesAndRollsBack(t *testing.T) {
 	}
 	const why = "chart repository https://charts.example.com/ is not one the operator may install from (--allowed-chart-repositories: "
 	eventually(t, getMigration(ctx, refused)).Should(gomega.HaveField("Status.Preflight", gomega.ContainElement(gomega.And(
-		gomega.HaveField("Class", v1alpha1.FindingBlocks), gomega.HaveField("Message", gomega.ContainSubstring(why))))))
+		gomega.HaveField("Check", "Chart"), gomega.HaveField("Message", gomega.ContainSubstring(why))))))
+	// An empty class is Blocks: the migration stops at preflight.
+	g.Expect(must(getMigration(ctx, refused)()).Status.PreflightSummary).To(gomega.HaveField("Blocks", gomega.BeNumerically(">=", 1)))
 	eventually(t, func() ([]string, error) {
 		var list eventsv1.EventList
 		err := h.Client.List(ctx, &list, client.InNamespace(refused.Namespace))

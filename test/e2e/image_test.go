@@ -169,11 +169,12 @@ func TestOperatorImageRunsInAContainer(t *testing.T) {
 		_ = resp.Body.Close()
 		return resp.StatusCode, nil
 	}).Should(gomega.Equal(http.StatusOK))
+	lease := &coordinationv1.Lease{}
 	eventually(t, func() (string, error) {
-		lease := &coordinationv1.Lease{}
 		err := h.Client.Get(ctx, client.ObjectKey{Namespace: chartNamespace, Name: controllers.LeaderElectionID}, lease)
 		return ptr.Deref(lease.Spec.HolderIdentity, ""), err
 	}).ShouldNot(gomega.BeEmpty())
+	t.Logf("the manager in the container (runc, user %s, read-only root) leads: Lease holder %s", cfg.Config.User, *lease.Spec.HolderIdentity)
 
 	refused := sampleMigration(t, watched)
 	unwatched := sampleMigration(t, watched+"-unwatched")
@@ -184,6 +185,11 @@ func TestOperatorImageRunsInAContainer(t *testing.T) {
 	}
 	eventually(t, getMigration(ctx, refused)).Should(gomega.HaveField("Status.Preflight", gomega.ContainElement(
 		gomega.HaveField("Message", gomega.ContainSubstring("is not one the operator may install from (--allowed-chart-repositories: https://mastodon.github.io/helm-charts/)")))))
+	for _, f := range must(getMigration(ctx, refused)()).Status.Preflight {
+		if strings.Contains(f.Message, "--allowed-chart-repositories") {
+			t.Logf("refused by the manager in the container: %s %s: %s", f.Class, f.Object, f.Message)
+		}
+	}
 	got, err := getMigration(ctx, unwatched)()
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	g.Expect(got.Status.Phase).To(gomega.BeEmpty(), "a migration outside --watch-namespaces was reconciled")
@@ -276,4 +282,11 @@ func writeRuntimeSpec(t *testing.T, runc, bundle string, entrypoint []string, us
 	if err := os.WriteFile(path, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
