@@ -101,6 +101,11 @@ deploy: ## Deploy the operator (CRDs, RBAC, manager) with kustomize into the cur
 	cd config/manager && $(BIN)/kubectl kustomize . >/dev/null
 	$(BIN)/kubectl kustomize config/default | sed 's|controller:latest|$(IMG)|' | $(BIN)/kubectl apply --server-side -f -
 
+.PHONY: image
+image: ## Build the operator image without a Docker engine: bin/image (OCI layout) and bin/image.tar (docker load).
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o bin/linux/manager .
+	go run ./hack/image --binary bin/linux/manager --ref $(IMG) --revision "$$(git rev-parse HEAD 2>/dev/null)"
+
 .PHONY: docker-build
 docker-build: ## Build the operator image (needs a Docker engine).
 	docker build -t $(IMG) .

@@ -4,6 +4,7 @@ package main
 import (
 	"flag"
 	"os"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -22,6 +23,7 @@ import (
 func main() {
 	var (
 		metricsAddr, probeAddr, chartCache string
+		watchNamespaces, allowedRepos      stringList
 		leaderElect                        bool
 		concurrent, kubeAPIBurst           int
 		kubeAPIQPS                         float64
@@ -34,6 +36,10 @@ func main() {
 		"How many migrations, and apart how many rollbacks, are reconciled at once.")
 	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", controllers.DefaultKubeAPIQPS, "Requests per second the operator may send the API server.")
 	flag.IntVar(&kubeAPIBurst, "kube-api-burst", controllers.DefaultKubeAPIBurst, "Requests the operator may send the API server at once, beyond --kube-api-qps.")
+	flag.Var(&watchNamespaces, "watch-namespaces",
+		"Comma-separated namespaces whose migrations the operator reconciles, so that Roles in them are enough (default: the whole cluster).")
+	flag.Var(&allowedRepos, "allowed-chart-repositories",
+		"Comma-separated chart repositories (http(s):// or oci://, and what lies beneath them) migrations may install from (default: any).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -52,6 +58,7 @@ func main() {
 		Metrics: metricsserver.Options{
 			BindAddress: metricsAddr, SecureServing: true, FilterProvider: filters.WithAuthenticationAndAuthorization,
 		},
+		Cache:                  controllers.WatchNamespaces(watchNamespaces),
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       controllers.LeaderElectionID,
@@ -60,7 +67,7 @@ func main() {
 		setupLog.Error(err, "creating the manager")
 		os.Exit(1)
 	}
-	setupOpts := controllers.Options{ChartCacheDir: chartCache, Concurrent: concurrent}
+	setupOpts := controllers.Options{ChartCacheDir: chartCache, Concurrent: concurrent, AllowedChartRepositories: allowedRepos}
 	if _, err := rest.InClusterConfig(); err == nil {
 		// Inside the cluster the operator reaches Services by DNS, and checks their health.
 		setupOpts.ServiceAddress = controllers.InCluster
@@ -78,4 +85,18 @@ func main() {
 		setupLog.Error(err, "running the manager")
 		os.Exit(1)
 	}
+}
+
+// stringList is a flag of comma-separated values, which may also be repeated.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart"
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
@@ -34,6 +35,10 @@ type Options struct {
 	ServiceAddress func(namespace, name string, port int32) string
 	// Notifications tune the notification queues and retries (tests make them short).
 	Notifications notify.Options
+	// AllowedChartRepositories are the chart repositories migrations may install from
+	// (--allowed-chart-repositories); empty allows any. A refused one is a Blocks finding of
+	// preflight, before anything is downloaded.
+	AllowedChartRepositories []string
 }
 
 // InCluster reaches a Service through the cluster's DNS.
@@ -70,9 +75,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if workers.MaxConcurrentReconciles <= 0 {
 		workers.MaxConcurrentReconciles = DefaultConcurrent
 	}
-	var charts chartSource
+	charts := chartSource{allowed: opts.AllowedChartRepositories}
 	if opts.ChartCacheDir != "" {
-		charts = append(charts, helm.WithCacheDir(opts.ChartCacheDir))
+		charts.opts = append(charts.opts, helm.WithCacheDir(opts.ChartCacheDir))
 	}
 	helmClients, err := helm.NewClients(mgr.GetConfig())
 	if err != nil {
@@ -108,11 +113,31 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr, workers)
 }
 
-// chartSource loads charts through the Helm SDK with the operator's options.
-type chartSource []helm.Option
+// chartSource loads charts through the Helm SDK with the operator's options, from the allowed
+// repositories only.
+type chartSource struct {
+	opts    []helm.Option
+	allowed helm.RepositoryAllowlist
+}
 
-func (o chartSource) LoadChart(ctx context.Context, ref helm.ChartRef) (*chart.Chart, error) {
-	return helm.LoadChart(ctx, ref, o...)
+func (c chartSource) LoadChart(ctx context.Context, ref helm.ChartRef) (*chart.Chart, error) {
+	if err := c.allowed.Check(ref.Repository); err != nil {
+		return nil, err
+	}
+	return helm.LoadChart(ctx, ref, c.opts...)
+}
+
+// WatchNamespaces makes the manager's cache watch only namespaces (--watch-namespaces), so that
+// Roles in them are enough; empty watches the whole cluster.
+func WatchNamespaces(namespaces []string) cache.Options {
+	if len(namespaces) == 0 {
+		return cache.Options{}
+	}
+	byName := map[string]cache.Config{}
+	for _, ns := range namespaces {
+		byName[ns] = cache.Config{}
+	}
+	return cache.Options{DefaultNamespaces: byName}
 }
 
 // The metrics endpoint authenticates and authorizes its callers through the API server.
