@@ -479,7 +479,9 @@ func describeBreach(b Breach, actingAt time.Time) string {
 	return fmt.Sprintf("%s (%s, acts after %s)", what, sev, short(b.For))
 }
 
-func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)).Round(time.Second) }
+func seconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Second)
+}
 
 // number prints a threshold without noise: 50, 2.5, 0.1.
 func number(f float64) string {

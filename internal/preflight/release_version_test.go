@@ -35,7 +35,7 @@ func TestVersionJumps(t *testing.T) {
 			says: []string{"v4.6.1 -> v4.6.2 (patch release)"}},
 		{name: "skipping a minor release while the old pods serve", oldTag: "v4.4.8", newTag: "v4.6.2", allow: true,
 			class: v1alpha1.FindingBlocks,
-			says: []string{"Mastodon v4.4.8 -> v4.6.2 (skips releases)", "not while the old pods serve", "or use strategy Maintenance"}},
+			says:  []string{"Mastodon v4.4.8 -> v4.6.2 (skips releases)", "not while the old pods serve", "or use strategy Maintenance"}},
 		{name: "skipping a minor release is refused even without allowImageChange", oldTag: "v4.4.8", newTag: "v4.6.2",
 			class: v1alpha1.FindingBlocks, says: []string{"(skips releases)"}},
 		{name: "skipping a minor release with the old stack stopped needs a confirmation", oldTag: "v4.4.8", newTag: "v4.6.2", allow: true,

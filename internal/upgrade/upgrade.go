@@ -116,10 +116,10 @@ var Rules = []Rule{
 		Source: sourceUpgrading},
 	{Name: "patch release", Matches: func(f, t *semver.Version) bool { return t.Major() == f.Major() && t.Minor() == f.Minor() },
 		Support: Online, Why: "a patch release of the same minor version",
-		Source:  sourceReleaseNotes},
+		Source: sourceReleaseNotes},
 	{Name: "next minor release", Matches: func(f, t *semver.Version) bool { return t.Major() == f.Major() && t.Minor() == f.Minor()+1 },
 		Support: Online, Why: "the next minor release, whose upgrade notes start from this one",
-		Source:  sourceReleaseNotes},
+		Source: sourceReleaseNotes},
 	{Name: "3.5 to 4.0", Matches: func(f, t *semver.Version) bool {
 		return f.Major() == 3 && f.Minor() == 5 && t.Major() == 4 && t.Minor() == 0
 	}, Support: Online, Why: "4.0 is the release after 3.5", Source: sourceReleaseNotes},
