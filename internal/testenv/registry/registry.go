@@ -3,17 +3,14 @@
 package registry
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"time"
 
-	"github.com/mastodon-operator/mastodon-operator/internal/testenv/redisserver"
+	"github.com/mastodon-operator/mastodon-operator/internal/testenv/server"
 )
 
 // config is a registry on loopback without authentication, storing blobs in a temporary directory.
@@ -32,57 +29,19 @@ func Start() (addr string, stop func(), err error) {
 	if err != nil {
 		return "", nil, errors.New("docker-registry is not installed: `make test` installs it (hack/test-deps.sh, Debian's docker-registry package)")
 	}
-	for attempt := 0; attempt < 3; attempt++ {
-		if addr, stop, err = startOnce(bin); err == nil {
-			return addr, stop, nil
+	return server.Start("docker-registry", func(addr, dir string) (*exec.Cmd, error) {
+		cfg := filepath.Join(dir, "config.yml")
+		if err := os.WriteFile(cfg, fmt.Appendf(nil, config, filepath.Join(dir, "storage"), addr), 0o600); err != nil {
+			return nil, err
 		}
-	}
-	return "", nil, err
-}
-
-func startOnce(bin string) (string, func(), error) {
-	port, err := redisserver.FreePort()
-	if err != nil {
-		return "", nil, err
-	}
-	dir, err := os.MkdirTemp("", "docker-registry-")
-	if err != nil {
-		return "", nil, err
-	}
-	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
-	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(config, filepath.Join(dir, "storage"), addr)), 0o600); err != nil {
-		return "", nil, err
-	}
-	cmd := exec.Command(bin, "serve", cfg)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", nil, err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		_ = os.RemoveAll(dir)
-	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		select {
-		case err := <-exited:
-			_ = os.RemoveAll(dir)
-			return "", nil, fmt.Errorf("docker-registry exited (%v): %s", err, out.String())
-		default:
-		}
+		return exec.Command(bin, "serve", cfg), nil
+	}, func(addr string) bool {
 		// The registry API's base endpoint answers 200 once it serves.
-		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr, stop, nil
-			}
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err != nil {
+			return false
 		}
-	}
-	stop()
-	return "", nil, fmt.Errorf("docker-registry did not serve on %s within 10s: %s", addr, out.String())
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
