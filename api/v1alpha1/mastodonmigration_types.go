@@ -616,7 +616,9 @@ type HighThreshold struct {
 	// +optional
 	ErrorRate Fraction `json:"errorRate,omitempty"`
 
-	// LatencyRatio is the latency of the new stack over the baseline of the old one.
+	// LatencyRatio is the latency of the new stack over the baseline of the old one. A latency
+	// of 100ms or less is never a breach, whatever its ratio: 4ms against a 1ms baseline is
+	// jitter, not a slower stack.
 	// +kubebuilder:default="3"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]*[.]?[0-9]+$') && double(self) >= 1.0",message="latencyRatio must be a decimal of at least 1, such as \"3\""
 	// +kubebuilder:validation:MaxLength=16

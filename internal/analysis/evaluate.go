@@ -16,8 +16,12 @@ type Thresholds struct {
 	CriticalErrorRate float64
 	// HighErrorRate (above), HighLatencyRatio (latency over the baseline's, at or above; 0 turns
 	// it off) and HighJobsNotProcessed act once they have held for HighFor.
-	HighErrorRate        float64
-	HighLatencyRatio     float64
+	HighErrorRate    float64
+	HighLatencyRatio float64
+	// LatencyFloor is the latency at or below which no ratio to the baseline is a breach: 4 ms
+	// against a 1 ms baseline is 4x, and nothing a user notices (a health path's latency is
+	// mostly jitter).
+	LatencyFloor         time.Duration
 	HighJobsNotProcessed bool
 	HighFor              time.Duration
 	// MediumErrorRate (above) acts once it has held for MediumFor.
@@ -41,13 +45,16 @@ type Thresholds struct {
 // error rates meaningless (Cloud Run's release manager judges over at least 100).
 const DefaultMinRequests = 50
 
+// DefaultLatencyFloor is the default Thresholds.LatencyFloor.
+const DefaultLatencyFloor = 100 * time.Millisecond
+
 // DefaultThresholds are the rollback procedure's own: 5xx above 50% at once; above 10%, latency
-// 3x the baseline, jobs not processed or more than 1% of the processed jobs dead for 15 minutes;
+// 3x the baseline (and above DefaultLatencyFloor), jobs not processed or more than 1% of the processed jobs dead for 15 minutes;
 // above 5% for 30 minutes; each rate over at least DefaultMinRequests requests. The queue
 // latency's are a production instance's alerts: a warning above 30 s, high above 120 s for 10
 // minutes.
 func DefaultThresholds() Thresholds {
-	return Thresholds{CriticalErrorRate: 0.5, HighErrorRate: 0.1, HighLatencyRatio: 3, HighJobsNotProcessed: true,
+	return Thresholds{CriticalErrorRate: 0.5, HighErrorRate: 0.1, HighLatencyRatio: 3, LatencyFloor: DefaultLatencyFloor, HighJobsNotProcessed: true,
 		HighFor: 15 * time.Minute, MediumErrorRate: 0.05, MediumFor: 30 * time.Minute, MinRequests: DefaultMinRequests,
 		HighDeadJobsRatio: 0.01, HighQueueLatency: 120 * time.Second, HighQueueLatencyFor: 10 * time.Minute,
 		WarningQueueLatency: 30 * time.Second}
@@ -289,7 +296,7 @@ func Evaluate(th Thresholds, base Baseline, measured []Measurement, failed map[s
 			cross(Medium, MetricErrorRate, *e)
 		}
 	}
-	if r := res.LatencyRatio; r != nil && th.HighLatencyRatio > 0 && *r >= th.HighLatencyRatio {
+	if r := res.LatencyRatio; r != nil && th.HighLatencyRatio > 0 && *r >= th.HighLatencyRatio && *res.Latency > th.LatencyFloor {
 		cross(High, MetricLatencyRatio, *r)
 	}
 	if th.HighJobsNotProcessed && judged[MetricJobsNotProcessed] && *enqueued > 0 && *processed == *prev.Processed {
