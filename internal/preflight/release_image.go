@@ -17,13 +17,35 @@ import (
 // database before any traffic moves, and the old pods then run against a schema they do not
 // know. spec.preflight.allowImageChange accepts that (and requires a database backup).
 func imageUnchanged(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
+	if in.Migration.Spec.Preflight.AllowImageChange {
+		return nil, nil
+	}
+	w, err := webImages(ctx, in)
+	if err != nil || w == nil || sameImage(w.old, w.new) {
+		return nil, err
+	}
+	return []v1alpha1.Finding{finding("Deployment/"+w.release,
+		"runs image %s, but Deployment %s runs %s: the chart's hook Jobs would migrate the shared database to the new version before any traffic moves; set image.repository and image.tag in spec.release.values to the old image, or set spec.preflight.allowImageChange (which requires a database backup)",
+		w.new, w.source, w.old)}, nil
+}
+
+// webPair is the Mastodon image of the source web Deployment (its first container) and of the
+// release's web Deployment, with their names.
+type webPair struct {
+	source, release, old, new string
+}
+
+// webImages reads both web images; nil when the release renders none, or the source web
+// Deployment is missing (SourceDeployments' finding) or the release has no web (TargetPorts and
+// the traffic switch report it).
+func webImages(ctx context.Context, in Input) (*webPair, error) {
 	p := in.release(ctx)
-	if p.manifests == nil || in.Migration.Spec.Preflight.AllowImageChange {
+	if p.manifests == nil {
 		return nil, nil
 	}
 	src, err := sourceDeployment(ctx, in, in.Migration.Spec.Source.Web.Deployment)
 	if err != nil || src == nil || len(src.Spec.Template.Spec.Containers) == 0 {
-		return nil, err // a missing source is SourceDeployments' finding
+		return nil, err
 	}
 	deployments, err := p.manifests.Deployments()
 	if err != nil {
@@ -31,16 +53,13 @@ func imageUnchanged(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 	}
 	web := deployments["web"]
 	if web == nil {
-		return nil, nil // TargetPorts and the traffic switch report a release without web
-	}
-	old := src.Spec.Template.Spec.Containers[0].Image
-	c := container(web.Spec.Template.Spec, "web")
-	if c == nil || sameImage(old, c.Image) {
 		return nil, nil
 	}
-	return []v1alpha1.Finding{finding("Deployment/"+web.Name,
-		"runs image %s, but Deployment %s runs %s: the chart's hook Jobs would migrate the shared database to the new version before any traffic moves; set image.repository and image.tag in spec.release.values to the old image, or set spec.preflight.allowImageChange (which requires a database backup)",
-		c.Image, src.Name, old)}, nil
+	c := container(web.Spec.Template.Spec, "web")
+	if c == nil {
+		return nil, nil
+	}
+	return &webPair{source: src.Name, release: web.Name, old: src.Spec.Template.Spec.Containers[0].Image, new: c.Image}, nil
 }
 
 // sourceDeployment reads a source Deployment; nil when it does not exist.

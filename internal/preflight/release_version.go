@@ -19,27 +19,11 @@ const migrationHooks = "the chart's pre-install db:prepare runs every pending mi
 // (strategy Maintenance). A tag that names no version (nightly) needs
 // spec.preflight.acceptVersionChange.
 func versionJump(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
-	p := in.release(ctx)
-	if p.manifests == nil {
-		return nil, nil
-	}
-	src, err := sourceDeployment(ctx, in, in.Migration.Spec.Source.Web.Deployment)
-	if err != nil || src == nil || len(src.Spec.Template.Spec.Containers) == 0 {
-		return nil, err // a missing source is SourceDeployments' finding
-	}
-	deployments, err := p.manifests.Deployments()
-	if err != nil {
+	w, err := webImages(ctx, in)
+	if err != nil || w == nil {
 		return nil, err
 	}
-	web := deployments["web"]
-	if web == nil {
-		return nil, nil
-	}
-	c := container(web.Spec.Template.Spec, "web")
-	if c == nil {
-		return nil, nil
-	}
-	jump := upgrade.Between(src.Spec.Template.Spec.Containers[0].Image, c.Image)
+	jump := upgrade.Between(w.old, w.new)
 	if !jump.Changed() {
 		return nil, nil
 	}
@@ -48,7 +32,7 @@ func versionJump(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 	maintenance := spec.Strategy == v1alpha1.StrategyMaintenance
 	accepted := spec.Preflight.AcceptVersionChange == jump.String()
 	found := func(class v1alpha1.FindingClass, format string, args ...any) []v1alpha1.Finding {
-		f := finding("Deployment/"+web.Name, "%s; %s", verdict.Describe(), fmt.Sprintf(format, args...))
+		f := finding("Deployment/"+w.release, "%s; %s", verdict.Describe(), fmt.Sprintf(format, args...))
 		f.Class = class
 		return []v1alpha1.Finding{f}
 	}
