@@ -106,6 +106,11 @@ image: ## Build the operator image without a Docker engine: bin/image (OCI layou
 	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o bin/linux/manager .
 	go run ./hack/image --binary bin/linux/manager --ref $(IMG) --revision "$$(git rev-parse HEAD 2>/dev/null)"
 
+.PHONY: image-push
+image-push: ## Build the image as make image does and push it to IMG with your Docker config's credentials: make image-push IMG=REGISTRY/mastodon-operator:TAG
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o bin/linux/manager .
+	go run ./hack/image --binary bin/linux/manager --ref $(IMG) --revision "$$(git rev-parse HEAD 2>/dev/null)" --push $(IMG)
+
 .PHONY: docker-build
 docker-build: ## Build the operator image (needs a Docker engine).
 	docker build -t $(IMG) .

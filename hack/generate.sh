@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Generates everything derived from the markers: deepcopy functions, CRDs, the manager's RBAC, and
-# their copies in the operator's chart; and config/manager's Deployment from the chart's. `make generate manifests` and test/manifests both run it.
+# their copies in the operator's chart; and config/manager's Deployment from the chart's; and docs/api.md from the CRDs. `make generate manifests` and test/manifests both run it.
 # Usage: hack/generate.sh [ROOT]   (ROOT defaults to this checkout)
 set -euo pipefail
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -12,3 +12,5 @@ cd "$root"
 hack/sync-chart.sh
 # The kustomize Deployment, rendered from the chart.
 go run ./hack/manager-manifest .
+# The API reference, from the CRDs.
+go run ./hack/apidocs -o docs/api.md config/crd/bases/*.yaml

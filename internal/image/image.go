@@ -6,17 +6,20 @@ package image
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -118,6 +121,25 @@ func WriteLayout(dir string, img v1.Image, ref string) error {
 		return err
 	}
 	return p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": ref}))
+}
+
+// Push writes the image to the registry ref names (a tag or a digest) with the credentials of
+// the user's Docker config ($DOCKER_CONFIG or ~/.docker/config.json, its credential helpers
+// included: docker-credential-gcloud for Artifact Registry, ...), and returns the reference by
+// digest. A registry on loopback is spoken to over HTTP.
+func Push(ctx context.Context, img v1.Image, ref string) (string, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", err
+	}
+	if err := remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+		return "", fmt.Errorf("pushing %s: %w", ref, err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return "", err
+	}
+	return r.Context().Digest(digest.String()).String(), nil
 }
 
 // WriteTarball writes the image as a tarball that `docker load` and `podman load` read.

@@ -1,13 +1,18 @@
 package image_test
 
 import (
+	"context"
+	"encoding/base64"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -119,5 +124,61 @@ func TestImageWrittenAndReproducible(t *testing.T) {
 	}
 	if got, _ := again.Digest(); got != want {
 		t.Errorf("a second build gave %s, the first %s: the build is not reproducible", got, want)
+	}
+}
+
+// TestImagePushedWithTheDockerConfigsCredentials pushes as `make image-push` does (image.Push,
+// the credentials of the user's Docker config) to a docker-registry that asks for a password:
+// without the config the push is refused, with it the registry serves the image back by the
+// digest Push returned.
+func TestImagePushedWithTheDockerConfigsCredentials(t *testing.T) {
+	addr, stop, err := registry.StartWithAuth("pusher", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	o := options(t)
+	img, err := image.Build(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := addr + "/team/mastodon-operator:0.1.0"
+	ctx := context.Background()
+
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	if _, err := image.Push(ctx, img, ref); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("a push without credentials: %v, want the registry's 401", err)
+	}
+
+	config := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("pusher:s3cret"))
+	if err := os.WriteFile(filepath.Join(config, "config.json"), fmt.Appendf(nil, `{"auths": {%q: {"auth": %q}}}`, addr, auth), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", config)
+	pushed, err := image.Push(ctx, img, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, _ := img.Digest()
+	if want := addr + "/team/mastodon-operator@" + digest.String(); pushed != want {
+		t.Errorf("Push returned %s, want %s", pushed, want)
+	}
+	byDigest, err := name.ParseReference(pushed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pulled, err := remote.Image(byDigest, remote.WithAuth(&authn.Basic{Username: "pusher", Password: "s3cret"}))
+	if err != nil {
+		t.Fatalf("pulling %s: %v", pushed, err)
+	}
+	imagetest.CheckOperatorImage(t, pulled, o)
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged, err := remote.Head(tag, remote.WithAuth(&authn.Basic{Username: "pusher", Password: "s3cret"}))
+	if err != nil || tagged.Digest != digest {
+		t.Errorf("tag %s points at %v (%v), want %s", ref, tagged, err, digest)
 	}
 }
