@@ -194,7 +194,7 @@ spec:
   release: {chart: {repository: "https://mastodon.github.io/helm-charts/", name: mastodon, version: "1.0.2"}}
 `
 	for tail, want := range map[string]string{
-		"  rollbackLevel: 3\n":           "confirmDataLoss",
+		"  rollbackLevel: 3\n":            "confirmDataLoss",
 		"  rollback: {automatik: true}\n": "automatik",
 	} {
 		docs, err := documents(head + tail)
