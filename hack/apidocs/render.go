@@ -82,8 +82,8 @@ func kind(b *strings.Builder, crd apiextensionsv1.CustomResourceDefinition, v ap
 			fmt.Fprintf(b, "| %s | %s | %s | %s |\n", c.Name, c.Type, cell(code(c.JSONPath)), shown)
 		}
 	}
-	// The tables first, so that the rules are collected when their table is written; the kind's
-	// rules come before its objects in the document.
+	// The objects' sections are written aside first: walking them collects the rules, whose
+	// table comes before them.
 	var objects strings.Builder
 	d.b = &objects
 	d.object("", root)
@@ -128,13 +128,17 @@ func (d *doc) object(path string, s *apiextensionsv1.JSONSchemaProps) {
 	}
 	sort.Strings(names)
 	d.b.WriteString("| field | type | default | validation | description |\n|---|---|---|---|---|\n")
-	var nested []string
+	// The sections of the nested objects follow this one's, in the order of its fields.
+	type section struct {
+		path   string
+		schema *apiextensionsv1.JSONSchemaProps
+	}
+	var nested []section
 	for _, n := range names {
 		p := s.Properties[n]
-		child := path + "." + n
-		typ, objPath := d.typeOf(child, &p)
+		typ, objPath := d.typeOf(path+"."+n, &p)
 		if objPath != "" {
-			nested = append(nested, n)
+			nested = append(nested, section{objPath, objectSchema(&p)})
 		}
 		desc := text(p.Description)
 		if path == "" {
@@ -155,13 +159,7 @@ func (d *doc) object(path string, s *apiextensionsv1.JSONSchemaProps) {
 		d.b.WriteString("\nFields not listed are kept as given.\n")
 	}
 	for _, n := range nested {
-		p := s.Properties[n]
-		child := path + "." + n
-		if _, objPath := d.typeOf(child, &p); objPath != "" {
-			if obj := objectSchema(&p); obj != nil {
-				d.object(objPath, obj)
-			}
-		}
+		d.object(n.path, n.schema)
 	}
 }
 
