@@ -1,6 +1,8 @@
-// Package docs checks that every MastodonMigration and MastodonRollback sample in README.md and
-// docs/ is one the API server accepts: each is applied with a server-side dry run to an API
-// server (envtest) that has the CRDs, so the schema, defaults and CEL rules judge it.
+// Package docs checks what the documentation tells users to apply: every MastodonMigration and
+// MastodonRollback sample in README.md and docs/ is one the API server accepts (each is applied
+// with a server-side dry run to an API server, envtest, that has the CRDs, so the schema,
+// defaults and CEL rules judge it), and the GKE guide's values give the ServiceAccount that its
+// Workload Identity binding names.
 package docs
 
 import (
