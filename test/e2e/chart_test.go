@@ -295,8 +295,7 @@ func TestOperatorChartNamespacedMode(t *testing.T) {
 	ctx := context.Background()
 	stopSharedOperator(t, ctx)
 	ns, unwatched := "mastodon-chart-namespaced", "mastodon-chart-unwatched"
-	objs, err := h.DeployMastodon(ctx, ns)
-	if err != nil {
+	if _, err := h.DeployMastodon(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: unwatched}}); err != nil {
@@ -341,13 +340,27 @@ func TestOperatorChartNamespacedMode(t *testing.T) {
 	done := must(getMigration(ctx, m)())
 	t.Logf("completed in %s with the Roles of the namespaced mode: %v", time.Since(started).Round(time.Second), stepStates(done))
 	expectOneDeployedRevision(g, ctx, ns, m.Spec.Release.Name)
-	for _, o := range objs {
-		if o.GetKind() == "Deployment" {
-			d := &appsv1.Deployment{}
-			g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: o.GetName()}, d)).To(gomega.Succeed())
-			g.Expect(d.Spec.Replicas).To(gomega.HaveValue(gomega.BeZero()), "old Deployment %s is scaled to 0 by Finish", o.GetName())
-		}
+	old := []string{m.Spec.Source.Web.Deployment, m.Spec.Source.Streaming.Deployment}
+	for _, s := range m.Spec.Source.Sidekiq {
+		old = append(old, s.Deployment)
 	}
+	for _, name := range old {
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(gomega.Succeed())
+		g.Expect(d.Spec.Replicas).To(gomega.HaveValue(gomega.BeZero()), "old Deployment %s is scaled to 0 by Finish", name)
+	}
+	// The Events a user reads to see which replica leads (the leader election Role allows them).
+	eventually(t, func() ([]string, error) {
+		var list corev1.EventList
+		err := h.Client.List(ctx, &list, client.InNamespace(chartNamespace))
+		var notes []string
+		for _, e := range list.Items {
+			if e.Reason == "LeaderElection" {
+				notes = append(notes, e.Message)
+			}
+		}
+		return notes, err
+	}).Should(gomega.ContainElement(gomega.HaveSuffix(" became leader")))
 	// The whole migration ran meanwhile: had the manager seen the other namespace, preflight
 	// would have written its findings long ago.
 	left := must(getMigration(ctx, outside)())
