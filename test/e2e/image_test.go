@@ -18,11 +18,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -205,20 +203,11 @@ func harnessRoot() string {
 // a token of the chart's ServiceAccount (TokenRequest), the cluster's CA and the namespace.
 func serviceAccountDir(t *testing.T, ctx context.Context, dir string) string {
 	t.Helper()
-	admin := h.Cluster.RESTConfig()
-	clientset, err := kubernetes.NewForConfig(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := clientset.CoreV1().ServiceAccounts(chartNamespace).CreateToken(ctx, "mastodon-operator",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := serviceAccountToken(t, ctx, chartNamespace, "mastodon-operator")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for file, data := range map[string][]byte{"token": []byte(tr.Status.Token), "ca.crt": admin.CAData, "namespace": []byte(chartNamespace)} {
+	for file, data := range map[string][]byte{"token": []byte(token), "ca.crt": h.Cluster.RESTConfig().CAData, "namespace": []byte(chartNamespace)} {
 		// Readable by the container's user, as the kubelet's projected volume makes them.
 		if err := os.WriteFile(filepath.Join(dir, file), data, 0o644); err != nil {
 			t.Fatal(err)

@@ -29,7 +29,12 @@ import (
 
 // scrape reads the operator's metrics endpoint as Prometheus does: name -> "label=value,..." -> value.
 func scrape(url string) (map[string]map[string]float64, error) {
-	resp, err := http.Get(url)
+	return scrapeAs(http.DefaultClient, url, "")
+}
+
+// scrapeAs is scrape through c, with a bearer token unless it is empty.
+func scrapeAs(c *http.Client, url, token string) (map[string]map[string]float64, error) {
+	resp, err := getMetrics(c, url, token)
 	if err != nil {
 		return nil, err
 	}
@@ -54,6 +59,18 @@ func scrape(url string) (map[string]map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// getMetrics sends GET url through c, with a bearer token unless it is empty.
+func getMetrics(c *http.Client, url, token string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return c.Do(req)
 }
 
 func value(t dto.MetricType, m *dto.Metric) float64 {
