@@ -263,7 +263,7 @@ func TestLevel3RestoresTheDatabaseOnlyOnceEveryPodIsGone(t *testing.T) {
 	notRestored := func() {
 		t.Helper()
 		gomega.NewWithT(t).Consistently(func() []string { return cloudSQL.Restored("my-project", ns) }).
-			WithTimeout(time.Second).WithPolling(100 * time.Millisecond).Should(gomega.BeEmpty(), "restored while pods were left")
+			WithTimeout(time.Second).WithPolling(100*time.Millisecond).Should(gomega.BeEmpty(), "restored while pods were left")
 		got, _ := get(ctx, m)()
 		gomega.NewWithT(t).Expect(stepOf(got, "RollbackDatabase").State).To(gomega.Or(gomega.BeEmpty(), gomega.Equal(v1alpha1.StepPending)))
 	}
