@@ -30,7 +30,10 @@ const StepResolve = "Resolve"
 // cannot run, asks the migration for the rollback, and reports its progress and result.
 type MastodonRollbackReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
+	// APIReader reads the API server itself: a migration created just before its rollback may
+	// not be in the cache yet, and "not found" ends a rollback for good.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
 }
 
 // +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonrollbacks,verbs=get;list;watch
@@ -64,7 +67,11 @@ func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	start(rec, rb.Generation, metav1.NowMicro())
 
 	m := &v1alpha1.MastodonMigration{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: rb.Namespace, Name: rb.Spec.MigrationRef.Name}, m)
+	key := client.ObjectKey{Namespace: rb.Namespace, Name: rb.Spec.MigrationRef.Name}
+	err := r.Get(ctx, key, m)
+	if apierrors.IsNotFound(err) && r.APIReader != nil {
+		err = r.APIReader.Get(ctx, key, m)
+	}
 	if apierrors.IsNotFound(err) {
 		return r.refuse(rb, rec, ReasonMigrationMissing, fmt.Sprintf(
 			"MastodonMigration %s not found in namespace %s: check spec.migrationRef.name", rb.Spec.MigrationRef.Name, rb.Namespace))

@@ -199,9 +199,9 @@ func TestALevel3MastodonRollbackWaitsForTheConfirmationAndThenSucceeds(t *testin
 			gomega.HaveField("Type", "Stalled"), gomega.HaveField("Status", metav1.ConditionFalse)))),
 	))
 	// envtest runs no Deployment controller: the old stack turns ready once the test says so.
-	eventually(t, get(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) v1alpha1.StepState {
-		return stepOf(m, "RollbackRestore").State
-	}, gomega.Equal(v1alpha1.StepRunning)))
+	eventually(t, get(ctx, m)).Should(gomega.WithTransform(func(m *v1alpha1.MastodonMigration) v1alpha1.StepStatus {
+		return stepOf(m, "RollbackRestore")
+	}, gomega.And(gomega.HaveField("State", v1alpha1.StepRunning), gomega.HaveField("Message", gomega.HavePrefix("restored; waiting for")))))
 	for _, n := range []string{"mastodon-web", "mastodon-streaming", "mastodon-worker"} {
 		setRolledOut(t, ctx, deployment(ns, n))
 	}
