@@ -93,6 +93,29 @@ func TestTheEngineHoldsEachStepToItsDeclaration(t *testing.T) {
 				t.Errorf("looked at again in %s, want at the timeout, in about 30s", res.RequeueAfter)
 			}
 		}},
+		{"a retrying step past its timeout fails and keeps looking, no faster than every 10s", func(t *testing.T, r *MastodonMigrationReconciler, m *v1alpha1.MastodonMigration) {
+			// Pods that go wake no watch: without its requeue the step would never see them gone.
+			f := &fakeStep{answer: func(run int) (outcome, error) {
+				if run < 2 {
+					return outcome{state: v1alpha1.StepRunning, message: "waiting for 1 pod to stop", requeueAfter: 150 * time.Millisecond}, nil
+				}
+				return outcome{state: v1alpha1.StepSucceeded, message: "no pod is left"}, nil
+			}}
+			runningSince(m, "Stop", 2*time.Minute)
+			for run := range 2 {
+				res, _, _ := r.runSteps(ctx, m, []step{f.step("Stop", mutating, retry, oneMinute)})
+				if rec := recordOf(m, "Stop"); rec.State != v1alpha1.StepFailed || rec.Message != "not ready within 1m0s (spec.test.timeout): waiting for 1 pod to stop" {
+					t.Errorf("look %d: step %s: %q; want Failed, naming the timeout", run, rec.State, rec.Message)
+				}
+				if res.RequeueAfter != 10*time.Second {
+					t.Errorf("look %d: looked at again in %s, want 10s", run, res.RequeueAfter)
+				}
+			}
+			_, _, _ = r.runSteps(ctx, m, []step{f.step("Stop", mutating, retry, oneMinute)})
+			if rec := recordOf(m, "Stop"); rec.State != v1alpha1.StepSucceeded {
+				t.Errorf("step %s: %q; want Succeeded once the pods are gone", rec.State, rec.Message)
+			}
+		}},
 		{"a step erring past its timeout fails with its last error", func(t *testing.T, r *MastodonMigrationReconciler, m *v1alpha1.MastodonMigration) {
 			f := &fakeStep{answer: func(int) (outcome, error) { return outcome{}, errors.New("connection refused") }}
 			runningSince(m, "Wait", 2*time.Minute)

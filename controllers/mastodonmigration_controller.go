@@ -235,8 +235,18 @@ func enforceLimit(m *v1alpha1.MastodonMigration, s step, rec *v1alpha1.StepStatu
 	if s.timeout.then != nil {
 		msg += s.timeout.then(m)
 	}
-	return outcome{state: v1alpha1.StepFailed, message: msg}, nil
+	failed := outcome{state: v1alpha1.StepFailed, message: msg}
+	if s.onFailure == retry && err == nil && out.requeueAfter > 0 {
+		// A step that retries looks again at the pace it asked for, since no watch may wake it
+		// (the last pods of a Deployment going), but once past its limit no faster than
+		// limitRecheck.
+		failed.requeueAfter = max(out.requeueAfter, limitRecheck)
+	}
+	return failed, nil
 }
+
+// limitRecheck is how often a step that retries looks again once past its limit, at most.
+const limitRecheck = 10 * time.Second
 
 // rollBackOn answers a failure that calls for a rollback: level 1 at once, where the operator may
 // roll back by itself, as the runbook does; the old stack still runs until the migration

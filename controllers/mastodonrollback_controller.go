@@ -30,7 +30,10 @@ const StepResolve = "Resolve"
 // cannot run, asks the migration for the rollback, and reports its progress and result.
 type MastodonRollbackReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
+	// APIReader reads the API server itself: a migration created just before its rollback may
+	// not be in the cache yet, and "not found" ends a rollback for good.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
 }
 
 // +kubebuilder:rbac:groups=migration.mastodon-operator.io,resources=mastodonrollbacks,verbs=get;list;watch
@@ -64,7 +67,11 @@ func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	start(rec, rb.Generation, metav1.NowMicro())
 
 	m := &v1alpha1.MastodonMigration{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: rb.Namespace, Name: rb.Spec.MigrationRef.Name}, m)
+	key := client.ObjectKey{Namespace: rb.Namespace, Name: rb.Spec.MigrationRef.Name}
+	err := r.Get(ctx, key, m)
+	if apierrors.IsNotFound(err) && r.APIReader != nil {
+		err = r.APIReader.Get(ctx, key, m)
+	}
 	if apierrors.IsNotFound(err) {
 		return r.refuse(rb, rec, ReasonMigrationMissing, fmt.Sprintf(
 			"MastodonMigration %s not found in namespace %s: check spec.migrationRef.name", rb.Spec.MigrationRef.Name, rb.Namespace))
@@ -83,7 +90,9 @@ func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Req
 			"MastodonRollback %s (level %d) is already running for MastodonMigration %s: wait for it, or escalate with a higher level once it ends",
 			other.Name, other.Spec.Level, m.Name))
 	}
-	if m.Status.Rollback != nil && m.Status.Rollback.Level > rb.Spec.Level {
+	// A rollback accepted before the migration escalated is part of the higher level, which
+	// includes its own: it follows the migration's rollback to its end.
+	if m.Status.Rollback != nil && m.Status.Rollback.Level > rb.Spec.Level && rb.Status.Phase != v1alpha1.RollbackRunning {
 		return r.refuse(rb, rec, ReasonRollbackConflict, fmt.Sprintf(
 			"MastodonMigration %s was already rolled back at level %d; a rollback only escalates", m.Name, m.Status.Rollback.Level))
 	}
@@ -126,10 +135,18 @@ func (r *MastodonRollbackReconciler) requestAndReport(ctx context.Context, rb *v
 		rb.Status.ObservedGeneration = rb.Generation
 		r.Recorder.Eventf(rb, m, corev1.EventTypeNormal, ReasonRolledBack, "Rollback", "%s", eventNote(message))
 	case meta.IsStatusConditionTrue(m.Status.Conditions, ConditionStalled):
-		rb.Status.Phase = v1alpha1.RollbackFailed
-		setProgress(&rb.Status.Conditions, rb.Generation, progressStalled, "RollbackFailed", message)
+		// The migration's rollback waits on a person (level 3 refused on a shared Cloud SQL
+		// instance until sharedInstance is confirmed; a status write the API server refuses):
+		// no rollback step ever ends one for good, so this is no end. The rollback stays Running,
+		// Stalled with the migration's word on what to do (kstatus reads Failed), and follows the
+		// migration once the person has acted.
+		stalled := meta.FindStatusCondition(m.Status.Conditions, ConditionStalled)
+		if !meta.IsStatusConditionTrue(rb.Status.Conditions, ConditionStalled) {
+			r.Recorder.Eventf(rb, m, corev1.EventTypeWarning, "RollbackWaiting", "Rollback", "%s", eventNote(stalled.Message))
+		}
+		rb.Status.Phase = v1alpha1.RollbackRunning
+		setProgress(&rb.Status.Conditions, rb.Generation, progressStalled, stalled.Reason, stalled.Message)
 		rb.Status.ObservedGeneration = rb.Generation
-		r.Recorder.Eventf(rb, m, corev1.EventTypeWarning, "RollbackFailed", "Rollback", "%s", eventNote(message))
 	default:
 		rb.Status.Phase = v1alpha1.RollbackRunning
 		setProgress(&rb.Status.Conditions, rb.Generation, progressReconciling, ReasonProgressing, message)

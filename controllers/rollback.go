@@ -11,6 +11,7 @@ import (
 	"helm.sh/helm/v3/pkg/release"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -90,12 +91,16 @@ func (r *MastodonMigrationReconciler) rollbackPlan(m *v1alpha1.MastodonMigration
 		return step{name: name, phase: v1alpha1.PhaseRollingBack, run: run, timeout: unlimited, effect: mutating, onFailure: retry}
 	}
 	if level >= 3 {
+		// Draining pods are waited for as long as the release's (spec.release.timeout); a pod
+		// past it is held by a finalizer or a lost node, and the step keeps looking meanwhile.
+		stopAll := undo(StepRollbackStopAll, r.rollbackStopAll)
+		stopAll.timeout = releaseLimit(podsStuck)
 		return []step{
 			// Refused, it waits for a person's spec change (sharedInstance: confirmed); nothing
 			// has stopped yet, and the stack serves on.
 			{name: StepRollbackInstance, phase: v1alpha1.PhaseRollingBack, run: r.rollbackCheckInstance,
 				timeout: unlimited, effect: readOnly, onFailure: stopForPerson},
-			undo(StepRollbackStopAll, r.rollbackStopAll),
+			stopAll,
 			undo(StepRollbackDB, r.rollbackDatabase),
 			undo(StepRollbackTraffic, r.rollbackTraffic),
 			undo(StepRollbackHelm, r.rollbackUninstall),
@@ -116,6 +121,12 @@ func (r *MastodonMigrationReconciler) rollbackPlan(m *v1alpha1.MastodonMigration
 		steps = append(steps, undo(StepRollbackHelm, r.rollbackUninstall), undo(StepRollbackRestore, r.rollbackRestore))
 	}
 	return steps
+}
+
+// podsStuck ends the message of a RollbackStopAll that timed out.
+func podsStuck(*v1alpha1.MastodonMigration) string {
+	return "; nothing was restored: a pod Terminating past its grace period is held by a finalizer or by a node that is gone " +
+		"(kubectl get pod NAME -o yaml); the database is restored once no pod is left"
 }
 
 // requestedRollback is the highest rollback asked for: the one status.rollback records (from any
@@ -509,8 +520,14 @@ func (r *MastodonMigrationReconciler) rollbackRestore(ctx context.Context, m *v1
 		snapshotName(m), changed, len(outcomes))}, nil
 }
 
-// rollbackStopAll scales every Deployment of the stack, old and new, to 0: nothing may write to
-// the database while it is restored.
+// rollbackStopAll stops everything of both stacks that may write to the database, and waits
+// until none of its pods exists, Terminating ones included: the restore must not start while a
+// Sidekiq drains its jobs or a Puma its requests. Every Deployment of the old stack and the
+// release is scaled to 0. The release's Jobs that have not finished (a hook a canceled install
+// left running: db-prepare, db-migrate) are deleted, their pods with them: they are the
+// release's, which level 3 uninstalls next anyway (Helm deletes its hooks then), and a hook
+// that ran on the rewound database would only have to run again. Finished Jobs run nothing and
+// are left to the uninstall. The chart renders no CronJob.
 func (r *MastodonMigrationReconciler) rollbackStopAll(ctx context.Context, m *v1alpha1.MastodonMigration) (outcome, error) {
 	release, err := r.releaseDeployments(ctx, m)
 	if err != nil {
@@ -529,7 +546,64 @@ func (r *MastodonMigrationReconciler) rollbackStopAll(ctx context.Context, m *v1
 			return outcome{}, err
 		}
 	}
-	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d Deployments of the old stack and the release scaled to 0", len(all))}, nil
+	jobs, err := r.stopReleaseJobs(ctx, m)
+	if err != nil {
+		return outcome{}, err
+	}
+	left, err := r.podsLeft(ctx, m.Namespace, append(selectorsOf(all), jobs...))
+	if err != nil {
+		return outcome{}, err
+	}
+	if len(left) > 0 {
+		return outcome{state: v1alpha1.StepRunning, requeueAfter: podsGonePoll, message: fmt.Sprintf(
+			"waiting for %s to stop before the database is restored: %s", counted(int32(len(left)), "pod", "pods"), podNames(left))}, nil
+	}
+	msg := fmt.Sprintf("%d Deployments of the old stack and the release scaled to 0", len(all))
+	if len(jobs) > 0 {
+		names := make([]string, len(jobs))
+		for i, j := range jobs {
+			names[i] = strings.TrimPrefix(j.owner, "Job ")
+		}
+		msg += fmt.Sprintf(", %s of release %s deleted (%s)", counted(int32(len(jobs)), "running Job", "running Jobs"),
+			m.Spec.Release.Name, preflight.Names(names))
+	}
+	return outcome{state: v1alpha1.StepSucceeded, message: msg + "; none of their pods is left"}, nil
+}
+
+// stopReleaseJobs deletes the release's Jobs that have not finished, with foreground
+// propagation: a Job stays until its pods are gone, so its selector still finds them. It returns
+// the pod selectors of those Jobs, deleted now or before.
+func (r *MastodonMigrationReconciler) stopReleaseJobs(ctx context.Context, m *v1alpha1.MastodonMigration) ([]podSelector, error) {
+	var jobs batchv1.JobList
+	// From the API server: the operator caches no Jobs (Helm waits on its hooks by itself).
+	if err := r.APIReader.List(ctx, &jobs, client.InNamespace(m.Namespace),
+		client.MatchingLabels{labelChartInstance: m.Spec.Release.Name}); err != nil {
+		return nil, fmt.Errorf("listing the Jobs of release %s: %w", m.Spec.Release.Name, err)
+	}
+	var out []podSelector
+	for i := range jobs.Items {
+		j := &jobs.Items[i]
+		if jobFinished(j) {
+			continue
+		}
+		if j.DeletionTimestamp == nil {
+			if err := r.Delete(ctx, j, client.PropagationPolicy(metav1.DeletePropagationForeground)); client.IgnoreNotFound(err) != nil {
+				return nil, fmt.Errorf("deleting Job %s of release %s: %w", j.Name, m.Spec.Release.Name, err)
+			}
+		}
+		out = append(out, podSelector{owner: "Job " + j.Name, selector: j.Spec.Selector})
+	}
+	return out, nil
+}
+
+// jobFinished reports whether a Job has completed or failed for good: it starts no pod again.
+func jobFinished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 // rollbackCheckInstance lists the databases on the Cloud SQL instance, as they are now: a restore

@@ -108,8 +108,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	return (&MastodonRollbackReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("mastodon-operator"),
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("mastodon-operator"),
 	}).SetupWithManager(mgr, workers)
 }
 

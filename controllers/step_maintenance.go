@@ -77,23 +77,19 @@ func (r *MastodonMigrationReconciler) stopSource(ctx context.Context, m *v1alpha
 	if err != nil {
 		return outcome{}, err
 	}
-	var waiting []string
 	for _, d := range src.all() {
 		if err := r.scaleToZero(ctx, d); err != nil {
 			return outcome{}, err
 		}
-		// Pods, not status.replicas, which leaves out the Terminating ones that still write.
-		n, err := r.podsOf(ctx, d)
-		if err != nil {
-			return outcome{}, err
-		}
-		if n > 0 {
-			waiting = append(waiting, fmt.Sprintf("%s: %d pod(s) left", d.Name, n))
-		}
 	}
-	if len(waiting) > 0 {
-		return outcome{state: v1alpha1.StepRunning, message: "waiting for the old pods to stop: " + strings.Join(waiting, "; "),
-			requeueAfter: podsGonePoll}, nil
+	// Pods, not status.replicas, which leaves out the Terminating ones that still write.
+	left, err := r.podsLeft(ctx, m.Namespace, selectorsOf(src.all()))
+	if err != nil {
+		return outcome{}, err
+	}
+	if len(left) > 0 {
+		return outcome{state: v1alpha1.StepRunning, requeueAfter: podsGonePoll,
+			message: fmt.Sprintf("waiting for %s of the old stack to stop: %s", counted(int32(len(left)), "pod", "pods"), podNames(left))}, nil
 	}
 	return outcome{state: v1alpha1.StepSucceeded, message: fmt.Sprintf("%d old Deployments scaled to 0; their pods are gone",
 		len(src.all()))}, nil

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -153,19 +155,14 @@ func (r *MastodonMigrationReconciler) moveScheduler(ctx context.Context, m *v1al
 			return outcome{}, err
 		}
 	}
-	var left []string
-	for _, d := range from {
-		n, err := r.podsOf(ctx, d)
-		if err != nil {
-			return outcome{}, err
-		}
-		if n > 0 {
-			left = append(left, fmt.Sprintf("%s: %d pod(s) left", d.Name, n))
-		}
+	left, err := r.podsLeft(ctx, m.Namespace, selectorsOf(from))
+	if err != nil {
+		return outcome{}, err
 	}
 	if len(left) > 0 {
 		return outcome{state: v1alpha1.StepRunning, requeueAfter: podsGonePoll,
-			message: fmt.Sprintf("waiting for the scheduler consumer's pods to stop before %s starts: %s", noneIfEmpty(toNames), strings.Join(left, "; "))}, nil
+			message: fmt.Sprintf("waiting for %s of the scheduler consumer %s to stop before %s starts: %s",
+				counted(int32(len(left)), "pod", "pods"), fromNames, noneIfEmpty(toNames), podNames(left))}, nil
 	}
 	if h != nil && h.OldStoppedAt == nil {
 		now := metav1.NowMicro()
@@ -242,18 +239,70 @@ func openHandOver(st *v1alpha1.SchedulerStatus, from, to string) *v1alpha1.Sched
 	return &st.HandOvers[len(st.HandOvers)-1]
 }
 
-// podsOf counts the pods of a Deployment that exist, terminating ones included, read from the
-// API server: the operator caches no pods.
-func (r *MastodonMigrationReconciler) podsOf(ctx context.Context, d *appsv1.Deployment) (int, error) {
-	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if err != nil {
-		return 0, fmt.Errorf("Deployment %s: %w", d.Name, err)
+// podSelector is what picks the pods of a Deployment or a Job, named for errors.
+type podSelector struct {
+	owner    string
+	selector *metav1.LabelSelector
+}
+
+// selectorsOf are the pod selectors of Deployments.
+func selectorsOf(ds []*appsv1.Deployment) []podSelector {
+	out := make([]podSelector, len(ds))
+	for i, d := range ds {
+		out[i] = podSelector{owner: "Deployment " + d.Name, selector: d.Spec.Selector}
+	}
+	return out
+}
+
+// podsLeft lists the pods any of the selectors pick that exist on the API server, Terminating
+// ones included: a pod that is going still runs for its grace period (a Sidekiq drains its
+// jobs, a Puma its requests), and may write. One list of the namespace, read from the API
+// server: the operator caches no pods, and a pod's last delete changes no object it watches.
+func (r *MastodonMigrationReconciler) podsLeft(ctx context.Context, namespace string, of []podSelector) ([]corev1.Pod, error) {
+	if len(of) == 0 {
+		return nil, nil
+	}
+	selectors := make([]labels.Selector, len(of))
+	for i, s := range of {
+		sel, err := metav1.LabelSelectorAsSelector(s.selector)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.owner, err)
+		}
+		selectors[i] = sel
 	}
 	var pods corev1.PodList
-	if err := r.APIReader.List(ctx, &pods, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-		return 0, fmt.Errorf("listing the pods of Deployment %s: %w", d.Name, err)
+	if err := r.APIReader.List(ctx, &pods, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("listing the pods of namespace %s: %w", namespace, err)
 	}
-	return len(pods.Items), nil
+	var out []corev1.Pod
+	for _, p := range pods.Items {
+		if slices.ContainsFunc(selectors, func(s labels.Selector) bool { return !s.Empty() && s.Matches(labels.Set(p.Labels)) }) {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// listedPods is how many pods a message names before it counts the rest.
+const listedPods = 5
+
+// podNames names pods for a message with what they are doing, the first listedPods of them:
+// "mastodon-worker-5d8f-x2x9q (Terminating), mastodon-web-7c9b-k4m2p (Running) and 3 more".
+func podNames(pods []corev1.Pod) string {
+	var names []string
+	for _, p := range pods[:min(len(pods), listedPods)] {
+		state := string(p.Status.Phase)
+		if p.DeletionTimestamp != nil {
+			state = "Terminating"
+		}
+		names = append(names, fmt.Sprintf("%s (%s)", p.Name, cmp.Or(state, "Pending")))
+	}
+	out := strings.Join(names, ", ")
+	if n := len(pods) - len(names); n > 0 {
+		out += fmt.Sprintf(" and %d more", n)
+	}
+	return out
 }
 
 func deploymentNames(ds []*appsv1.Deployment) string {

@@ -21,6 +21,7 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/controllers"
 	"github.com/mastodon-operator/mastodon-operator/internal/chartrepo"
+	"github.com/mastodon-operator/mastodon-operator/internal/database/sqladmintest"
 	"github.com/mastodon-operator/mastodon-operator/test/fixture"
 )
 
@@ -34,6 +35,8 @@ var (
 	kubeconfig []byte
 	// auditLog is the API server's audit log of status writes to MastodonMigrations.
 	auditLog string
+	// cloudSQL stands in for the Cloud SQL Admin API; each test adds its own instance.
+	cloudSQL *sqladmintest.Server
 )
 
 // auditPolicy records the status writes to MastodonMigrations, and nothing else.
@@ -101,7 +104,9 @@ func run(m *testing.M) int {
 		os.Stderr.WriteString("creating the manager: " + err.Error() + "\n")
 		return 1
 	}
-	if err := controllers.Setup(mgr, controllers.Options{}); err != nil {
+	cloudSQL = sqladmintest.New(sqladmintest.Options{})
+	defer cloudSQL.Close()
+	if err := controllers.Setup(mgr, controllers.Options{CloudSQL: cloudSQL.ClientOptions()}); err != nil {
 		os.Stderr.WriteString("setting up the controllers: " + err.Error() + "\n")
 		return 1
 	}

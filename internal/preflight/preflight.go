@@ -72,6 +72,7 @@ func Checklist() []Rule {
 		{Name: "Version", Check: versionJump},
 		{Name: "EnvParity", Check: envParity},
 		{Name: "TargetPorts", Check: targetPorts},
+		{Name: "OneScheduler", Check: oneScheduler},
 		{Name: "CloudSQLDatabases", Check: cloudSQLDatabases},
 	}
 }

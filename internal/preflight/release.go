@@ -48,6 +48,8 @@ type releasePreview struct {
 	manifests *helm.Manifests
 	// chart is the chart rendered, with its default values.
 	chart *chart.Chart
+	// values are the values it was rendered with.
+	values map[string]any
 	// secretEnv is what the operator added to the render: spec.release.secretEnv and the
 	// generated variables.
 	secretEnv []v1alpha1.SecretEnvVar
@@ -96,7 +98,7 @@ func (in Input) release(ctx context.Context) *releasePreview {
 		p.problem = &f
 		return p
 	}
-	p.manifests, p.chart, p.secretEnv = m, chrt, secretEnv
+	p.manifests, p.chart, p.values, p.secretEnv = m, chrt, vals, secretEnv
 	return p
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/envparity"
+	"github.com/mastodon-operator/mastodon-operator/internal/scheduler"
 )
 
 // Source is the stack as it runs today.
@@ -1046,14 +1047,17 @@ func (g *generator) mapSidekiq(workers []*component) {
 			queues = append(queues, q)
 		}
 		entry["queues"] = queues
-		// The chart refuses to render a worker of the scheduler queue with more than one
-		// replica: scheduled jobs would run once per process.
-		if slices.ContainsFunc(cmd.queues, func(q string) bool { return q == "scheduler" || strings.HasPrefix(q, "scheduler,") }) &&
-			entry["replicas"].(int64) > 1 {
-			g.note(Conflict, "", "%s consumes the scheduler queue with %d replicas, which runs every scheduled job once per process; "+
-				"the chart allows one replica for such a worker: replicas is set to 1 (move scheduler to a worker of its own to scale the rest)",
-				w, entry["replicas"])
-			entry["replicas"] = int64(1)
+		// Scheduled jobs run once per process of the scheduler queue, where Mastodon wants one:
+		// a worker that consumes it, as the chart runs it, gets one replica. The chart refuses
+		// more only for a worker that lists scheduler, not for one without queues, which
+		// Sidekiq runs on config/sidekiq.yml, scheduler included.
+		if n := entry["replicas"].(int64); n > 1 {
+			if v := scheduler.Consumes(chartWorkerPod(cmd.queues)); v.Consumes {
+				g.note(Conflict, "", "%s runs the Sidekiq scheduler queue with %d replicas (%s), so every scheduled job runs %d times; "+
+					"Mastodon wants one process: mastodon.sidekiq.workers[%d].replicas is set to 1, which leaves its other queues one "+
+					"process instead of %d (give scheduler a worker of its own to scale the rest)", w, n, v.Why, n, len(list), n)
+				entry["replicas"] = int64(1)
+			}
 		}
 		if len(cmd.ignored) > 0 {
 			g.note(Unmapped, "", "%s: the chart runs `bundle exec sidekiq -c N -q ...` only; not carried over: %s",
@@ -1068,6 +1072,16 @@ func (g *generator) mapSidekiq(workers []*component) {
 		list = append(list, entry)
 	}
 	g.set(list, "mastodon", "sidekiq", "workers")
+}
+
+// chartWorkerPod is the pod the chart runs for a worker with these queues: `bundle exec
+// sidekiq -c N -q <queue>...`.
+func chartWorkerPod(queues []string) corev1.PodSpec {
+	command := []string{"bundle", "exec", "sidekiq", "-c", "25"}
+	for _, q := range queues {
+		command = append(command, "-q", q)
+	}
+	return corev1.PodSpec{Containers: []corev1.Container{{Name: "mastodon", Command: command}}}
 }
 
 func replicas(d *appsv1.Deployment) int64 {

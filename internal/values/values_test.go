@@ -82,7 +82,7 @@ mastodon:
   sidekiq:
     workers:
     - name: worker
-      replicas: 2
+      replicas: 1
       concurrency: 25
       queues: []
       resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {memory: 2Gi}}
@@ -130,8 +130,10 @@ func TestGenerateFromTheFixture(t *testing.T) {
 		}
 	}
 	worker := lookup(got, "mastodon", "sidekiq", "workers").([]any)[0].(map[string]any)
-	if worker["concurrency"] != int64(25) || worker["replicas"] != int64(2) {
-		t.Errorf("worker %v: want concurrency and replicas as int64 25 and 2", worker)
+	// Two pods of a worker without -q are two schedulers (config/sidekiq.yml lists the queue):
+	// the release's runs one.
+	if worker["concurrency"] != int64(25) || worker["replicas"] != int64(1) {
+		t.Errorf("worker %v: want concurrency and replicas as int64 25 and 1", worker)
 	}
 	// OTP_SECRET, which the chart does not pass, comes from the old Secret key by secretEnv.
 	if want := []v1alpha1.SecretEnvVar{{Name: "OTP_SECRET", SecretName: "mastodon", Key: "OTP_SECRET"}}; !reflect.DeepEqual(gen.SecretEnv, want) {
@@ -145,6 +147,8 @@ func TestGenerateFromTheFixture(t *testing.T) {
 		{Kind: Unmapped, Variable: "BIND"}, {Kind: Unmapped, Variable: "MAX_THREADS"}, {Kind: Unmapped, Variable: "WEB_CONCURRENCY"},
 		{Kind: ChartDefault, Message: "hook Jobs"},
 		{Kind: Unmapped, Variable: "SINGLE_USER_MODE", Message: "reads as false too"},
+		{Kind: Conflict, Message: "runs the Sidekiq scheduler queue with 2 replicas (sidekiq without -q reads Mastodon's config/sidekiq.yml, " +
+			"which lists scheduler), so every scheduled job runs 2 times; Mastodon wants one process: mastodon.sidekiq.workers[0].replicas is set to 1"},
 	})
 	noSecretValues(t, src, gen)
 
@@ -218,8 +222,12 @@ func TestGeneratedValuesRenderTheChart(t *testing.T) {
 		var d appsv1.Deployment
 		convert(t, obj, &d)
 		oldC, newC := container(t, p.old, p.oldName), container(t, &d, p.container)
-		if *d.Spec.Replicas != *p.old.Spec.Replicas {
-			t.Errorf("%s: replicas %d, want %d", d.Name, *d.Spec.Replicas, *p.old.Spec.Replicas)
+		want := *p.old.Spec.Replicas
+		if p.oldName == "worker" {
+			want = 1 // it consumes the scheduler queue: one process, whatever the old one ran
+		}
+		if *d.Spec.Replicas != want {
+			t.Errorf("%s: replicas %d, want %d", d.Name, *d.Spec.Replicas, want)
 		}
 		if newC.Image != oldC.Image {
 			t.Errorf("%s: image %s, want the old %s", d.Name, newC.Image, oldC.Image)
@@ -933,4 +941,31 @@ func viaJSON(t *testing.T, v map[string]any) map[string]any {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// A worker of other queues keeps its replicas; one that reads config/sidekiq.yml (no -q), and
+// so consumes the scheduler queue, gets one, as one that lists it does.
+func TestOnlySchedulerWorkersAreCutToOneReplica(t *testing.T) {
+	for _, tc := range []struct {
+		command []string
+		want    int64
+	}{
+		{[]string{"bundle", "exec", "sidekiq", "-c", "25", "-q", "default", "-q", "push"}, 3},
+		{[]string{"bundle", "exec", "sidekiq", "-c", "25"}, 1},
+		{[]string{"bundle", "exec", "sidekiq", "-c", "25", "-q", "default", "-q", "scheduler"}, 1},
+	} {
+		src := fixtureSource(t)
+		three := int32(3)
+		src.Sidekiq[0].Spec.Replicas = &three
+		src.Sidekiq[0].Spec.Template.Spec.Containers[0].Command = tc.command
+		gen, err := GenerateWithNotes(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		worker := lookup(gen.Values, "mastodon", "sidekiq", "workers").([]any)[0].(map[string]any)
+		noted := slices.ContainsFunc(gen.Notes, func(n Note) bool { return strings.Contains(n.Message, "scheduler queue with 3 replicas") })
+		if worker["replicas"] != tc.want || noted != (tc.want == 1) {
+			t.Errorf("%q: replicas %v, noted %v; want %d, noted when cut to 1", tc.command, worker["replicas"], noted, tc.want)
+		}
+	}
 }

@@ -177,6 +177,62 @@ func TestLevel3RollbackRestoresTheDatabaseBackup(t *testing.T) {
 	}
 }
 
+// TestLevel3RestoresOnlyOnceEveryPodIsGone: the old web pods (Puma) and the release's Sidekiq
+// pods stay Terminating after level 3 scales their Deployments to 0, as pods that drain for
+// their grace period do; the Cloud SQL restore is not asked for until the last one is gone.
+func TestLevel3RestoresOnlyOnceEveryPodIsGone(t *testing.T) {
+	ctx := context.Background()
+	ns := "mastodon-level3-draining"
+	_, _, m := migrateTo(t, ctx, ns, v1alpha1.PhaseObserving, func(m *v1alpha1.MastodonMigration) {
+		m.Spec.Rollback.Database.CloudSQL = &v1alpha1.CloudSQLInstance{Project: "my-project", Instance: "mastodon-db"}
+		m.Spec.Analysis.Window = &metav1.Duration{Duration: 10 * time.Minute}
+	})
+	draining := []client.MatchingLabels{{"app": "mastodon-web"},
+		{"app.kubernetes.io/instance": "mastodon-helm", "app.kubernetes.io/component": "sidekiq-worker"}}
+	for _, pods := range draining {
+		holdPods(t, ctx, ns, pods, true)
+	}
+	restores := len(cloudSQL.CallsTo(sqladmintest.InstancesRestoreBackup)) // other tests' restores on the shared server
+	latest, _ := getMigration(ctx, m)()
+	raised := latest.DeepCopy()
+	raised.Spec.RollbackLevel, raised.Spec.ConfirmDataLoss = 3, true
+	g := gomega.NewWithT(t)
+	g.Expect(h.Client.Patch(ctx, raised, client.MergeFrom(latest))).To(gomega.Succeed())
+
+	step := func(name string) func(*v1alpha1.MastodonMigration) v1alpha1.StepStatus {
+		return func(m *v1alpha1.MastodonMigration) v1alpha1.StepStatus {
+			for _, s := range m.Status.Steps {
+				if s.Name == name {
+					return s
+				}
+			}
+			return v1alpha1.StepStatus{}
+		}
+	}
+	waiting := gomega.WithTransform(step("RollbackStopAll"), gomega.And(gomega.HaveField("State", v1alpha1.StepRunning),
+		gomega.HaveField("Message", gomega.MatchRegexp(`^waiting for \d+ pods to stop before the database is restored: `+
+			`(mastodon-(helm-sidekiq-worker|web)-\S+ \(Terminating\)(, | and \d+ more$|$))+`))))
+	eventually(t, getMigration(ctx, m)).Should(waiting)
+	g.Consistently(func(g gomega.Gomega) {
+		g.Expect(cloudSQL.CallsTo(sqladmintest.InstancesRestoreBackup)).To(gomega.HaveLen(restores), "restored beside Terminating pods")
+		got, err := getMigration(ctx, m)()
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(got).To(waiting)
+		g.Expect(step("RollbackDatabase")(got).State).To(gomega.Or(gomega.BeEmpty(), gomega.Equal(v1alpha1.StepPending)))
+	}).WithTimeout(3 * time.Second).WithPolling(200 * time.Millisecond).Should(gomega.Succeed())
+	got, _ := getMigration(ctx, m)()
+	t.Logf("while the pods drain: %s", step("RollbackStopAll")(got).Message)
+
+	for _, pods := range draining {
+		holdPods(t, ctx, ns, pods, false)
+	}
+	eventually(t, getMigration(ctx, m)).WithTimeout(2 * time.Minute).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseRolledBack))
+	got, _ = getMigration(ctx, m)()
+	t.Logf("step RollbackStopAll: %s", step("RollbackStopAll")(got).Message)
+	g.Expect(cloudSQL.CallsTo(sqladmintest.InstancesRestoreBackup)).To(gomega.HaveLen(restores + 1))
+	g.Expect(step("RollbackDatabase")(got).StartedAt.Time).NotTo(gomega.BeTemporally("<", step("RollbackStopAll")(got).FinishedAt.Time))
+}
+
 // TestEachLevelFromTheOtherTrigger runs level 1 from a MastodonRollback and level 3 from
 // spec.rollbackLevel, the triggers the tests above do not use for them.
 func TestEachLevelFromTheOtherTrigger(t *testing.T) {

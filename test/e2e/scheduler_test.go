@@ -247,8 +247,14 @@ const holdFinalizer = "e2e.mastodon-operator.io/hold"
 // setPodFinalizer adds or removes holdFinalizer on every pod of the old worker.
 func setPodFinalizer(t *testing.T, ctx context.Context, ns string, hold bool) {
 	t.Helper()
+	holdPods(t, ctx, ns, client.MatchingLabels{"app": "mastodon-worker"}, hold)
+}
+
+// holdPods adds or removes holdFinalizer on every pod that matches.
+func holdPods(t *testing.T, ctx context.Context, ns string, matching client.MatchingLabels, hold bool) {
+	t.Helper()
 	var pods corev1.PodList
-	if err := h.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": "mastodon-worker"}); err != nil {
+	if err := h.Client.List(ctx, &pods, client.InNamespace(ns), matching); err != nil {
 		t.Fatal(err)
 	}
 	for i := range pods.Items {
@@ -290,7 +296,8 @@ func TestTheSchedulerWaitsForTheOldWorkersPodsToGo(t *testing.T) {
 		return v1alpha1.StepStatus{}
 	}
 	draining := gomega.WithTransform(handOver, gomega.And(gomega.HaveField("State", v1alpha1.StepRunning),
-		gomega.HaveField("Message", gomega.ContainSubstring("mastodon-worker: 2 pod(s) left"))))
+		gomega.HaveField("Message", gomega.MatchRegexp(`^waiting for 2 pods of the scheduler consumer mastodon-worker to stop before mastodon-helm-sidekiq-worker starts: `+
+			`mastodon-worker-\S+ \(Terminating\), mastodon-worker-\S+ \(Terminating\)$`))))
 	eventually(t, getMigration(ctx, m)).Should(draining)
 	var err error
 	if err = operator.Stop(); err != nil {
