@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -90,4 +92,33 @@ func TestArgoCDHealthOfObjectsFromTheAPIServer(t *testing.T) {
 	}
 	eventually(t, health(ctx, blocked, "MastodonMigration")).Should(gomega.HavePrefix("Failed / Degraded / RolledBack: "))
 	kubectlWait(t, ns, "mastodonmigration/blocked", "--for=jsonpath={.status.phase}=RolledBack")
+}
+
+// docs/health.md's `kubectl patch --patch-file config/argocd/argocd-cm.yaml` adds the checks to an
+// argocd-cm and keeps its other keys.
+func TestArgoCDConfigMapPatchInstallsTheChecks(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, ctx)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "argocd-cm"},
+		Data: map[string]string{"url": "https://argocd.example.com"}}
+	if err := k8sClient.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(config, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), "--kubeconfig", config,
+		"-n", ns, "patch", "configmap", "argocd-cm", "--patch-file", filepath.Join("..", "config", "argocd", "argocd-cm.yaml"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl patch: %v\n%s", err, out)
+	}
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(cm), cm); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"url": "https://argocd.example.com"}
+	for key, script := range argocd.Scripts {
+		want["resource.customizations.health."+key] = script
+	}
+	gomega.NewWithT(t).Expect(cm.Data).To(gomega.Equal(want))
 }
