@@ -15,6 +15,9 @@ BENCH_FLAGS ?=
 # The control plane, kwok and controller-gen, built from the versions pinned in hack/tools/*/go.mod
 # into a cache shared by every checkout on this machine. Evaluated only by the targets that use it.
 TOOLS_BIN = $(shell hack/tools/build.sh)
+# The kubectl of install, uninstall and deploy: the user's on PATH, for the user's cluster; on a
+# machine without one, the tools' (built on first use), so `make cluster-up && make install` works.
+KUBECTL ?= $(or $(shell command -v kubectl),$(TOOLS_BIN)/kubectl)
 
 .PHONY: help
 help: ## Show the targets.
@@ -86,20 +89,17 @@ run: ## Run the manager against the cluster of the current kubeconfig.
 	go run . --leader-elect=false
 
 .PHONY: install
-install: ## Install the CRDs into the cluster of the current kubeconfig.
-	$(eval BIN := $(TOOLS_BIN))
-	$(BIN)/kubectl apply --server-side -k config/crd
+install: ## Install the CRDs into the cluster of the current kubeconfig (KUBECTL: kubectl on PATH).
+	$(KUBECTL) apply --server-side -k config/crd
 
 .PHONY: uninstall
 uninstall: ## Remove the CRDs (and every MastodonMigration and MastodonRollback) from the current cluster.
-	$(eval BIN := $(TOOLS_BIN))
-	$(BIN)/kubectl delete --ignore-not-found -k config/crd
+	$(KUBECTL) delete --ignore-not-found -k config/crd
 
 .PHONY: deploy
-deploy: ## Deploy the operator (CRDs, RBAC, manager) with kustomize into the current cluster.
-	$(eval BIN := $(TOOLS_BIN))
-	cd config/manager && $(BIN)/kubectl kustomize . >/dev/null
-	$(BIN)/kubectl kustomize config/default | sed 's|controller:latest|$(IMG)|' | $(BIN)/kubectl apply --server-side -f -
+deploy: ## Deploy the operator (CRDs, RBAC, manager) with kustomize into the current cluster, image IMG.
+	$(eval KUBECTL := $(KUBECTL))
+	$(KUBECTL) kustomize config/default | sed 's|controller:latest|$(IMG)|' | $(KUBECTL) apply --server-side -f -
 
 .PHONY: image
 image: ## Build the operator image without a Docker engine: bin/image (OCI layout) and bin/image.tar (docker load).

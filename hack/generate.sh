@@ -7,7 +7,7 @@ root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 bin=${MASTODON_OPERATOR_BIN_DIR:-$("$(dirname "$0")/tools/build.sh")}
 cd "$root"
 "$bin/controller-gen" object:headerFile=hack/boilerplate.go.txt paths="./api/..."
-"$bin/controller-gen" rbac:roleName=manager-role crd paths="./api/...;./controllers/..." \
+"$bin/controller-gen" rbac:roleName=mastodon-operator crd paths="./api/...;./controllers/..." \
   output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 hack/sync-chart.sh
 # The kustomize Deployment, rendered from the chart.

@@ -1,6 +1,8 @@
 // Command manager-manifest writes config/manager/manager.yaml from the operator's chart: the
-// Deployment that `make deploy` (kustomize) applies is the one `helm install` renders with its
-// default values, so the two never drift. hack/generate.sh runs it.
+// Deployment, metrics Service and PodDisruptionBudget that `make deploy` (kustomize) applies are
+// the ones `helm install mastodon-operator -n mastodon-operator-system` renders with the default
+// values, names and all, so the two never drift and either install can take over the other's
+// objects. hack/generate.sh runs it.
 package main
 
 import (
@@ -15,21 +17,25 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// kustomize's names: config/default prefixes them and sets the namespace, and `make deploy`
-// replaces controller:latest by $(IMG).
+// The release and namespace the README installs the chart as.
+const (
+	release   = "mastodon-operator"
+	namespace = "mastodon-operator-system"
+)
+
+// `make deploy` replaces controller:latest by $(IMG).
 var values = map[string]any{
-	"fullnameOverride": "controller-manager",
-	"image":            map[string]any{"repository": "controller", "tag": "latest"},
+	"image": map[string]any{"repository": "controller", "tag": "latest"},
 }
 
-const header = `# Generated from charts/mastodon-operator/templates/deployment.yaml by hack/generate.sh: do not edit.
+// templates are the chart's templates rendered into manager.yaml, in this order.
+var templates = []string{"deployment.yaml", "metrics.yaml", "pdb.yaml"}
+
+const header = `# Generated from charts/mastodon-operator/templates/{deployment,metrics,pdb}.yaml by hack/generate.sh: do not edit.
 apiVersion: v1
 kind: Namespace
 metadata:
-  name: system
-  labels:
-    app.kubernetes.io/name: mastodon-operator
----
+  name: mastodon-operator-system
 `
 
 func main() {
@@ -48,7 +54,7 @@ func run(root string) error {
 	if err != nil {
 		return err
 	}
-	vals, err := chartutil.ToRenderValues(chrt, values, chartutil.ReleaseOptions{Name: "mastodon-operator", Namespace: "system"}, nil)
+	vals, err := chartutil.ToRenderValues(chrt, values, chartutil.ReleaseOptions{Name: release, Namespace: namespace}, nil)
 	if err != nil {
 		return err
 	}
@@ -56,19 +62,26 @@ func run(root string) error {
 	if err != nil {
 		return err
 	}
-	var deployment map[string]any
-	if err := yaml.Unmarshal([]byte(out["mastodon-operator/templates/deployment.yaml"]), &deployment); err != nil {
-		return err
+	doc := []byte(header)
+	for _, tpl := range templates {
+		var obj map[string]any
+		if err := yaml.Unmarshal([]byte(out["mastodon-operator/templates/"+tpl]), &obj); err != nil {
+			return fmt.Errorf("%s: %w", tpl, err)
+		}
+		if obj == nil {
+			return fmt.Errorf("%s renders nothing with the default values", tpl)
+		}
+		meta := obj["metadata"].(map[string]any)
+		meta["namespace"] = namespace
+		// Helm's bookkeeping labels say nothing true of a kustomize install.
+		labels := meta["labels"].(map[string]any)
+		delete(labels, "helm.sh/chart")
+		delete(labels, "app.kubernetes.io/managed-by")
+		body, err := yaml.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		doc = append(append(append(doc, "---\n"...), bytes.TrimSpace(body)...), '\n')
 	}
-	meta := deployment["metadata"].(map[string]any)
-	meta["namespace"] = "system"
-	// Helm's bookkeeping labels say nothing true of a kustomize install.
-	labels := meta["labels"].(map[string]any)
-	delete(labels, "helm.sh/chart")
-	delete(labels, "app.kubernetes.io/managed-by")
-	body, err := yaml.Marshal(deployment)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(root, "config", "manager", "manager.yaml"), append(append([]byte(header), bytes.TrimSpace(body)...), '\n'), 0o644)
+	return os.WriteFile(filepath.Join(root, "config", "manager", "manager.yaml"), doc, 0o644)
 }

@@ -17,6 +17,8 @@ import (
 	"helm.sh/helm/v3/pkg/engine"
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
 
@@ -253,4 +255,54 @@ func managerArgs(t *testing.T, objs map[string]map[string]any) string {
 	}
 	containers := d["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)
 	return fmt.Sprint(containers[0].(map[string]any)["args"])
+}
+
+// TestKustomizeInstallNamesWhatTheChartNames builds config/default (what make deploy applies) and
+// renders the chart as the README installs it: the same objects under the same names, in the same
+// namespace, the bindings naming the same ServiceAccount, so that either install takes over the
+// other's objects. (helm --create-namespace makes the Namespace, which the chart does not render.)
+func TestKustomizeInstallNamesWhatTheChartNames(t *testing.T) {
+	opts := krusty.MakeDefaultOptions()
+	res, err := krusty.MakeKustomizer(opts).Run(filesys.MakeFsOnDisk(), filepath.Join(repoRoot(t), "config", "default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := map[string]map[string]any{}
+	for _, r := range res.Resources() {
+		if r.GetKind() == "Namespace" {
+			if r.GetName() != "mastodon-operator-system" {
+				t.Errorf("config/default makes namespace %s", r.GetName())
+			}
+			continue
+		}
+		m, err := r.Map()
+		if err != nil {
+			t.Fatal(err)
+		}
+		built[fmt.Sprintf("%s/%s/%s", r.GetKind(), r.GetNamespace(), r.GetName())] = m
+	}
+	rendered := map[string]map[string]any{}
+	for key, o := range objects(t, render(t, nil)) {
+		kind, rest, _ := strings.Cut(key, "/")
+		if _, name, ok := strings.Cut(rest, "/"); ok && !strings.HasPrefix(kind, "Cluster") && kind != "CustomResourceDefinition" {
+			key = kind + "/mastodon-operator-system/" + name // Helm puts namespaced objects in the release's
+		}
+		rendered[key] = o
+	}
+	for key := range rendered {
+		if built[key] == nil {
+			t.Errorf("the chart renders %s, config/default does not", key)
+		}
+	}
+	for key, o := range built {
+		if rendered[key] == nil {
+			t.Errorf("config/default has %s, the chart does not", key)
+		}
+		if subjects, ok := o["subjects"]; ok && fmt.Sprint(subjects) != fmt.Sprint(rendered[key]["subjects"]) {
+			t.Errorf("%s binds %v, the chart's %v", key, subjects, rendered[key]["subjects"])
+		}
+		if ref, ok := o["roleRef"]; ok && fmt.Sprint(ref) != fmt.Sprint(rendered[key]["roleRef"]) {
+			t.Errorf("%s refers to %v, the chart's to %v", key, ref, rendered[key]["roleRef"])
+		}
+	}
 }
