@@ -1287,7 +1287,11 @@ type MastodonMigration struct {
 
 	// +required
 	Spec MastodonMigrationSpec `json:"spec"`
+	// Status is what the operator observed and did. Before its first write it holds
+	// observedGeneration 0, so kstatus (Flux, kubectl wait) reads a new object as InProgress,
+	// not Current.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status MastodonMigrationStatus `json:"status,omitempty"`
 }
 

@@ -89,7 +89,11 @@ type MastodonRollback struct {
 
 	// +required
 	Spec MastodonRollbackSpec `json:"spec"`
+	// Status is what the operator observed and did. Before its first write it holds
+	// observedGeneration 0, so kstatus (Flux, kubectl wait) reads a new object as InProgress,
+	// not Current.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status MastodonRollbackStatus `json:"status,omitempty"`
 }
 
