@@ -15,15 +15,15 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/config/argocd"
 )
 
-// kstatusOf is what kstatus (Flux, Argo CD, kubectl wait, cli-utils) reads off a migration.
-func kstatusOf(t *testing.T, m *v1alpha1.MastodonMigration) *status.Result {
+// kstatusOf is what kstatus (Flux, Argo CD, kubectl wait, cli-utils) reads off a migration or
+// a rollback of that kind.
+func kstatusOf(t *testing.T, obj runtime.Object, kind string) *status.Result {
 	t.Helper()
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(m)
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := asServed(obj, "MastodonMigration")
-	res, err := status.Compute(u)
+	res, err := status.Compute(asServed(content, kind))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestEveryStateReadsToKstatusAsWhatItIs(t *testing.T) {
 				m.Status.Phase = v1alpha1.PhasePending
 			}
 			tc.write(testReconciler(), m)
-			res := kstatusOf(t, m)
+			res := kstatusOf(t, m, "MastodonMigration")
 			if res.Status != tc.want || m.Status.Phase != tc.phase {
 				t.Errorf("phase %s, kstatus %s (%s); want phase %s, kstatus %s", m.Status.Phase, res.Status, res.Message, tc.phase, tc.want)
 			}
@@ -253,15 +253,7 @@ func TestEveryRollbackStateReadsToKstatusAndArgoCDAlike(t *testing.T) {
 			r := &MastodonRollbackReconciler{Recorder: events.NewFakeRecorder(100)}
 			start(stepRecord(&rb.Status.Steps, StepResolve), rb.Generation, metav1.NowMicro())
 			tc.write(r, rb, m)
-			obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(rb)
-			if err != nil {
-				t.Fatal(err)
-			}
-			u := asServed(obj, "MastodonRollback")
-			res, err := status.Compute(u)
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := kstatusOf(t, rb, "MastodonRollback")
 			if rb.Status.Phase != tc.phase || res.Status != tc.want {
 				t.Errorf("phase %s, kstatus %s (%s); want %s, %s", rb.Status.Phase, res.Status, res.Message, tc.phase, tc.want)
 			}

@@ -93,15 +93,7 @@ func TestOperatorImageRunsInAContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The shared operator would reconcile these migrations too: it stops for this test.
-	if err := operator.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		var err error
-		if operator, err = h.StartOperator(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	stopSharedOperator(t, ctx)
 	watched := "mastodon-image-run"
 	if _, err := h.DeployMastodon(ctx, watched); err != nil {
 		t.Fatal(err)

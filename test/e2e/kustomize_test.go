@@ -80,15 +80,7 @@ func uninstallOperatorChart(t *testing.T) {
 func TestKustomizeInstallRunsTheOperator(t *testing.T) {
 	ctx := context.Background()
 	g := gomega.NewWithT(t)
-	if err := operator.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		var err error
-		if operator, err = h.StartOperator(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	stopSharedOperator(t, ctx)
 	uninstallOperatorChart(t)
 
 	objs := kustomizeObjects(t)
