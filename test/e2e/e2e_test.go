@@ -289,7 +289,7 @@ func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
 	expectOneSnapshot(g, ctx, ns)
 	got, _ := getMigration(ctx, m)()
 	clash, seen := sampler.done()
-	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
+	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-scheduler", clash, seen, 1)
 }
 
 // restartInEveryStep restarts the operator once in each step, as soon as a status write shows

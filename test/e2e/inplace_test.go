@@ -204,7 +204,7 @@ func TestInPlaceSurvivesARestartInEveryStep(t *testing.T) {
 		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), name)
 	}
 	clash, seen := sampler.done()
-	expectSchedulerHandedOver(t, got, "mastodon-sidekiq-worker", clash, seen, 1)
+	expectSchedulerHandedOver(t, got, "mastodon-sidekiq-scheduler", clash, seen, 1)
 }
 
 // TestInPlaceLevel2RollbackRestoresTheFixtureExactly rolls a completed InPlace migration back
