@@ -511,11 +511,13 @@ func expectOneSnapshot(g gomega.Gomega, ctx context.Context, ns string) {
 	g.Expect(names).To(gomega.HaveLen(1), "exactly one snapshot")
 }
 
-// expectReleaseStopped: the release's three Deployments are kept, at 0 replicas (level 1).
+// expectReleaseStopped: the release's four Deployments (web, streaming, and the fixture's
+// worker split in two by the generated values: worker and scheduler) are kept, at 0 replicas
+// (level 1).
 func expectReleaseStopped(g gomega.Gomega, ctx context.Context, ns, release string) {
 	var list appsv1.DeploymentList
 	g.Expect(h.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": release})).To(gomega.Succeed())
-	g.Expect(list.Items).To(gomega.HaveLen(3))
+	g.Expect(list.Items).To(gomega.HaveLen(4))
 	for _, d := range list.Items {
 		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
 	}
