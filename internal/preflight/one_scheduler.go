@@ -126,7 +126,7 @@ func unmovedHPAs(m *v1alpha1.MastodonMigration, p *releasePreview, workers []*ap
 			f := finding("HorizontalPodAutoscaler/"+x.Name, "scales Deployment %s (%d to %d pods), but Finish will not re-point it at "+
 				"the release: %s; it stays on the old Deployment, which it no longer scales at 0 replicas, and the release's workers "+
 				"keep the replicas of the values: for the HPA to scale the release, give that Deployment's queues but scheduler a worker "+
-				"named %s in spec.release.values (mastodon.sidekiq.workers)", workers[w].Name, ptr.Deref(h.Spec.MinReplicas, 1), h.Spec.MaxReplicas, why, names[w])
+				"named %s in spec.release.values (mastodon.sidekiq.workers), or leave the HPA out of spec.source.extraResources to keep it so", workers[w].Name, ptr.Deref(h.Spec.MinReplicas, 1), h.Spec.MaxReplicas, why, names[w])
 			f.Class = v1alpha1.FindingChanges
 			findings = append(findings, f)
 		}

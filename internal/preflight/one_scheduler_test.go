@@ -91,7 +91,8 @@ func TestOneSchedulerCountsTheSchedulersOfBothStacks(t *testing.T) {
 					"re-point it at the release: its release worker, Deployment mastodon-helm-sidekiq-worker, consumes the Sidekiq scheduler " +
 					"queue (sidekiq without -q reads Mastodon's config/sidekiq.yml, which lists scheduler); it stays on the old Deployment, " +
 					"which it no longer scales at 0 replicas, and the release's workers keep the replicas of the values: for the HPA to " +
-					"scale the release, give that Deployment's queues but scheduler a worker named worker in spec.release.values (mastodon.sidekiq.workers)"}},
+					"scale the release, give that Deployment's queues but scheduler a worker named worker in spec.release.values (mastodon.sidekiq.workers), " +
+					"or leave the HPA out of spec.source.extraResources to keep it so"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := preparedStack(t)

@@ -1074,18 +1074,18 @@ func (g *generator) mapSidekiq(workers []*component) {
 
 // splitScheduler keeps scheduled jobs to one process: they run once per process of the
 // scheduler queue, where Mastodon wants one. A worker with more than one replica (or an HPA of
-// src.HPAs that scales it beyond one) that consumes
-// it as the chart runs it (the chart refuses more only for a worker that lists scheduler, not
-// for one without queues, which Sidekiq runs on config/sidekiq.yml, scheduler included) keeps
-// its replicas for its other queues, and the queue moves to a worker of its own, returned, with
-// 1 replica. A worker of scheduler alone is set to 1 replica instead. entry is the worker's
-// values, at index i of the list.
+// src.HPAs that scales it beyond one) that consumes it as the chart runs it (the chart refuses
+// more only for a worker that lists scheduler, not for one without queues, which Sidekiq runs
+// on config/sidekiq.yml, scheduler included) keeps its replicas for its other queues, and the
+// queue moves to a worker of its own, returned, with 1 replica. A worker of scheduler alone is
+// set to 1 replica instead. entry is the worker's values, at index i of the list.
 func (g *generator) splitScheduler(w *component, entry map[string]any, queues []string, i int, used map[string]bool) map[string]any {
 	n := entry["replicas"].(int64)
-	pods := fmt.Sprintf("%d replicas", n)
+	replicas := fmt.Sprintf("%d replicas", n)
 	if n == 1 {
-		pods = "1 replica"
+		replicas = "1 replica"
 	}
+	pods := replicas
 	for _, h := range g.src.HPAs {
 		if t := h.Spec.ScaleTargetRef; t.Kind == "Deployment" && t.Name == w.deploy.Name && int64(h.Spec.MaxReplicas) > n {
 			pods = fmt.Sprintf("%s and HorizontalPodAutoscaler %s up to %d, which Finish moves to the release", pods, h.Name, h.Spec.MaxReplicas)
@@ -1112,9 +1112,9 @@ func (g *generator) splitScheduler(w *component, entry map[string]any, queues []
 	// other jobs to other queues): a few threads are plenty.
 	split["concurrency"] = schedulerConcurrency
 	g.note(Adjusted, "", "%s runs the Sidekiq scheduler queue with %s (%s), where Mastodon wants one process (every "+
-		"scheduled job runs once per process): it is split in two, mastodon.sidekiq.workers[%d] (%s) with its %d replicas on the "+
+		"scheduled job runs once per process): it is split in two, mastodon.sidekiq.workers[%d] (%s) with its %s on the "+
 		"other queues (%s) and mastodon.sidekiq.workers[%d] (%s) with 1 replica on scheduler alone, so the other queues keep their capacity",
-		w, pods, v.Why, i, entry["name"], entry["replicas"], strings.Join(rest, " "), i+1, split["name"])
+		w, pods, v.Why, i, entry["name"], replicas, strings.Join(rest, " "), i+1, split["name"])
 	return split
 }
 
