@@ -17,6 +17,7 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/handoff"
 	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
+	"github.com/mastodon-operator/mastodon-operator/internal/values"
 )
 
 // finish hands the old stack's duties to the release: HPAs among the extra resources are
@@ -32,8 +33,8 @@ func (r *MastodonMigrationReconciler) finish(ctx context.Context, m *v1alpha1.Ma
 	if err != nil {
 		return outcome{}, err
 	}
-	targets := releaseTargets(src, release)
-	var repointed []string
+	targets, none := releaseTargets(m, src, release)
+	var repointed, left []string
 	for _, x := range m.Spec.Source.ExtraResources {
 		if x.Kind != "HorizontalPodAutoscaler" {
 			continue
@@ -42,8 +43,16 @@ func (r *MastodonMigrationReconciler) finish(ctx context.Context, m *v1alpha1.Ma
 		if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: x.Name}, hpa); err != nil {
 			return outcome{}, fmt.Errorf("reading HorizontalPodAutoscaler %s: %w", x.Name, err)
 		}
-		to, ok := targets[hpa.Spec.ScaleTargetRef.Name]
-		if !ok || hpa.Spec.ScaleTargetRef.Kind != "Deployment" {
+		if hpa.Spec.ScaleTargetRef.Kind != "Deployment" {
+			continue
+		}
+		from := hpa.Spec.ScaleTargetRef.Name
+		to, ok := targets[from]
+		if why, skipped := none[from]; skipped {
+			// It scales nothing at 0 replicas: the autoscaler leaves such a Deployment alone.
+			left = append(left, fmt.Sprintf("%s on Deployment/%s (%s)", x.Name, from, why))
+		}
+		if !ok {
 			continue
 		}
 		before := hpa.DeepCopy()
@@ -71,6 +80,9 @@ func (r *MastodonMigrationReconciler) finish(ctx context.Context, m *v1alpha1.Ma
 	msg := fmt.Sprintf("old Deployments %s", fate)
 	if len(repointed) > 0 {
 		msg += "; HPAs re-pointed: " + strings.Join(repointed, ", ")
+	}
+	if len(left) > 0 {
+		msg += "; HPAs left on the old Deployments, which they no longer scale: " + strings.Join(left, ", ")
 	}
 	if st := m.Status.Scheduler; m.Spec.Strategy != v1alpha1.StrategyInPlace && st != nil && st.Holder != "" && len(st.HandOvers) > 0 {
 		// The hand-over scaled the scheduler worker by a patch: Helm's stored values say 0.
@@ -143,28 +155,41 @@ func (r *MastodonMigrationReconciler) writeHandoff(ctx context.Context, m *v1alp
 }
 
 // releaseTargets maps each source Deployment to the release Deployment that takes over its
-// work: web to web, streaming to streaming, and Sidekiq workers to the release's worker of the
-// same name, or to its only worker.
-func releaseTargets(src sourceStack, release map[string]*appsv1.Deployment) map[string]string {
-	out := map[string]string{}
+// load: web and streaming by component, each Sidekiq Deployment as values.ReleaseWorker picks
+// it (the worker the generated values made of it, never one that consumes the scheduler queue).
+// none says why a Sidekiq Deployment has no target.
+func releaseTargets(m *v1alpha1.MastodonMigration, src sourceStack, release map[string]*appsv1.Deployment) (targets, none map[string]string) {
+	targets, none = map[string]string{}, map[string]string{}
 	if d := release["web"]; d != nil {
-		out[src.web.Name] = d.Name
+		targets[src.web.Name] = d.Name
 	}
 	if d := release["streaming"]; d != nil {
-		out[src.streaming.Name] = d.Name
+		targets[src.streaming.Name] = d.Name
 	}
-	var workers []*appsv1.Deployment
-	for component, d := range release {
-		if strings.HasPrefix(component, "sidekiq-") {
-			workers = append(workers, d)
+	// Under the names they had when the values were generated: InPlace may have set one aside.
+	workers := make([]*appsv1.Deployment, len(src.sidekiq))
+	for i, d := range src.sidekiq {
+		workers[i] = d.DeepCopy()
+		workers[i].Name = setAsideFrom(m, d.Name)
+	}
+	for i, s := range src.sidekiq {
+		if d, why := values.ReleaseWorker(workers, i, release); d != nil {
+			targets[s.Name] = d.Name
+		} else {
+			none[s.Name] = why
 		}
 	}
-	for _, s := range src.sidekiq {
-		for _, w := range workers {
-			if strings.HasSuffix(w.Name, "-"+s.Name) || len(workers) == 1 {
-				out[s.Name] = w.Name
+	return targets, none
+}
+
+// setAsideFrom is the name a source Deployment had before it was set aside (setAsideAs).
+func setAsideFrom(m *v1alpha1.MastodonMigration, name string) string {
+	if a := m.Status.Adoption; a != nil {
+		for _, s := range a.SetAside {
+			if s.As == name {
+				return s.Name
 			}
 		}
 	}
-	return out
+	return name
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -112,6 +113,19 @@ func (r *MastodonMigrationReconciler) generate(ctx context.Context, m *v1alpha1.
 	}
 	in := values.Source{Web: src.web, Streaming: src.streaming, Sidekiq: src.sidekiq, Ingress: m.Spec.Source.Ingress,
 		ConfigMaps: map[string]*corev1.ConfigMap{}, Secrets: map[string]*corev1.Secret{}}
+	for _, x := range m.Spec.Source.ExtraResources {
+		if x.Kind != "HorizontalPodAutoscaler" {
+			continue
+		}
+		hpa := &autoscalingv2.HorizontalPodAutoscaler{}
+		switch err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: x.Name}, hpa); {
+		case apierrors.IsNotFound(err): // preflight's ExtraResources finding
+		case err != nil:
+			return values.Generated{}, fmt.Errorf("reading HorizontalPodAutoscaler %s: %w", x.Name, err)
+		default:
+			in.HPAs = append(in.HPAs, hpa)
+		}
+	}
 	configMaps, secrets := referencedConfig(src)
 	for _, n := range configMaps {
 		cm := &corev1.ConfigMap{}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/scheduler"
+	"github.com/mastodon-operator/mastodon-operator/internal/values"
 )
 
 // oneScheduler counts the Sidekiq processes on the scheduler queue, where Mastodon wants exactly
@@ -26,8 +27,9 @@ import (
 //     that lists `scheduler` with more than one replica, but not one without queues, which
 //     Sidekiq runs on config/sidekiq.yml, scheduler included. Generated values set such a
 //     worker to 1 replica themselves and say so in their notes;
-//   - an HPA among spec.source.extraResources that scales an old consumer beyond one pod is
-//     Blocks: Finish re-points it at the release's worker.
+//   - an HPA among spec.source.extraResources that scales an old worker: Finish re-points it at
+//     the release's worker made of it (values.ReleaseWorker), never at one that consumes the
+//     queue. When that leaves it on the old Deployment, a Changes finding says so.
 func oneScheduler(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 	ns := in.Migration.Namespace
 	var hpas autoscalingv2.HorizontalPodAutoscalerList
@@ -35,6 +37,7 @@ func oneScheduler(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 		return nil, err
 	}
 	var old []consumer
+	var workers []*appsv1.Deployment
 	for _, ref := range SourceDeployments(in.Migration) {
 		if ref.Component != "sidekiq" {
 			continue
@@ -46,6 +49,7 @@ func oneScheduler(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 		if d == nil { // SourceDeployments' finding
 			continue
 		}
+		workers = append(workers, d)
 		if v := scheduler.Consumes(d.Spec.Template.Spec); v.Consumes {
 			old = append(old, newConsumer(d, v, hpas.Items))
 		}
@@ -71,23 +75,60 @@ func oneScheduler(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 		findings = append(findings, f)
 	}
 	findings = append(findings, releaseFindings...)
-	for _, x := range in.Migration.Spec.Source.ExtraResources {
-		if x.Kind != "HorizontalPodAutoscaler" {
-			continue
-		}
-		for _, c := range old {
-			if c.hpa == nil || c.hpa.Name != x.Name || c.hpa.Spec.MaxReplicas <= 1 {
-				continue
-			}
-			findings = append(findings, finding("HorizontalPodAutoscaler/"+x.Name,
-				"scales Deployment %s, which consumes the Sidekiq scheduler queue, up to %d pods, and Finish re-points it at the "+
-					"release's Sidekiq worker, which would then run up to %d schedulers: set its minReplicas and maxReplicas to 1, "+
-					"or leave it out of spec.source.extraResources", c.deployment, c.hpa.Spec.MaxReplicas, c.hpa.Spec.MaxReplicas))
-		}
+	hpaFindings, err := unmovedHPAs(in.Migration, p, workers, hpas.Items)
+	if err != nil {
+		return nil, err
 	}
+	findings = append(findings, hpaFindings...)
 	for i := range findings {
 		if findings[i].Class == "" {
 			findings[i].Class = v1alpha1.FindingBlocks
+		}
+	}
+	return findings, nil
+}
+
+// unmovedHPAs are the Changes findings on the HPAs among spec.source.extraResources that scale an
+// old Sidekiq Deployment and that Finish would leave on it, as the release rendered (p) has no
+// worker to take its load but one that consumes the scheduler queue: an HPA there would run
+// more than one scheduler. Generated values split such a worker, and the HPA moves to the half
+// without scheduler. Nil when the release did not render (its own finding says why).
+func unmovedHPAs(m *v1alpha1.MastodonMigration, p *releasePreview, workers []*appsv1.Deployment,
+	hpas []autoscalingv2.HorizontalPodAutoscaler) ([]v1alpha1.Finding, error) {
+	if p.manifests == nil {
+		return nil, nil
+	}
+	release, err := p.manifests.Deployments()
+	if err != nil {
+		return nil, err
+	}
+	var findings []v1alpha1.Finding
+	for _, x := range m.Spec.Source.ExtraResources {
+		if x.Kind != "HorizontalPodAutoscaler" {
+			continue
+		}
+		i := slices.IndexFunc(hpas, func(h autoscalingv2.HorizontalPodAutoscaler) bool { return h.Name == x.Name })
+		if i < 0 {
+			continue // extraResources' own finding
+		}
+		h := hpas[i]
+		w := slices.IndexFunc(workers, func(d *appsv1.Deployment) bool {
+			return h.Spec.ScaleTargetRef.Kind == "Deployment" && h.Spec.ScaleTargetRef.Name == d.Name
+		})
+		if w < 0 {
+			continue
+		}
+		names, err := values.WorkerNames(workers)
+		if err != nil {
+			return nil, err
+		}
+		if d, why := values.ReleaseWorker(workers, w, release); d == nil {
+			f := finding("HorizontalPodAutoscaler/"+x.Name, "scales Deployment %s (%d to %d pods), but Finish will not re-point it at "+
+				"the release: %s; it stays on the old Deployment, which it no longer scales at 0 replicas, and the release's workers "+
+				"keep the replicas of the values: for the HPA to scale the release, give that Deployment's queues but scheduler a worker "+
+				"named %s in spec.release.values (mastodon.sidekiq.workers), or leave the HPA out of spec.source.extraResources to keep it so", workers[w].Name, ptr.Deref(h.Spec.MinReplicas, 1), h.Spec.MaxReplicas, why, names[w])
+			f.Class = v1alpha1.FindingChanges
+			findings = append(findings, f)
 		}
 	}
 	return findings, nil

@@ -43,14 +43,16 @@ func TestOneSchedulerCountsTheSchedulersOfBothStacks(t *testing.T) {
 	const old = "Informational Deployment/mastodon-worker: the old stack already runs 2 schedulers: " +
 		"every scheduled job runs 2 times (up to 8 times as its HPA scales it), where Mastodon wants one process on the Sidekiq scheduler queue (Deployment mastodon-worker: " +
 		"2 pods (HorizontalPodAutoscaler mastodon-worker: 2 to 8), sidekiq without -q reads Mastodon's config/sidekiq.yml, which lists scheduler); "
+	// The generated values split the worker: 2 pods on the other queues, 1 on scheduler.
+	const releasesOne = old + "the release runs 1 (Deployment mastodon-helm-sidekiq-scheduler, 1 replica: " +
+		"mastodon.sidekiq.workers[1].replicas), started once the old ones' pods are gone"
 	for _, tc := range []struct {
 		name      string
 		overrides map[string]any
 		extra     bool
 		want      []string
 	}{
-		{name: "the generated values run one", want: []string{old + "the release runs 1 (Deployment mastodon-helm-sidekiq-worker, " +
-			"1 replica: mastodon.sidekiq.workers[0].replicas), started once the old ones' pods are gone"}},
+		{name: "the generated values run one", want: []string{releasesOne}},
 		{name: "values that run three pods of a worker without queues", overrides: workers(
 			map[string]any{"name": "worker", "replicas": 3, "queues": []any{}}),
 			want: []string{old + "the release would run 3: see the Blocks finding on it",
@@ -74,11 +76,23 @@ func TestOneSchedulerCountsTheSchedulersOfBothStacks(t *testing.T) {
 					"Deployment mastodon-helm-sidekiq-scheduler: 1 pod, sidekiq -q scheduler): they would run 2 schedulers, and every " +
 					"scheduled job 2 times; keep scheduler in the queues of one worker with 1 replica (mastodon.sidekiq.workers[1].queues, " +
 					"mastodon.sidekiq.workers[0].queues in spec.release.values; a worker without queues reads config/sidekiq.yml, which lists scheduler)"}},
-		{name: "an HPA that Finish re-points", extra: true, want: []string{old + "the release runs 1 (Deployment mastodon-helm-sidekiq-worker, " +
-			"1 replica: mastodon.sidekiq.workers[0].replicas), started once the old ones' pods are gone",
-			"Blocks HorizontalPodAutoscaler/mastodon-worker: scales Deployment mastodon-worker, which consumes the Sidekiq scheduler queue, " +
-				"up to 8 pods, and Finish re-points it at the release's Sidekiq worker, which would then run up to 8 schedulers: set its " +
-				"minReplicas and maxReplicas to 1, or leave it out of spec.source.extraResources"}},
+		// Generated values split the worker: the HPA moves to the half without scheduler.
+		{name: "an HPA that Finish re-points", extra: true, want: []string{releasesOne}},
+		{name: "an HPA that Finish re-points at the user's worker without scheduler", extra: true, overrides: workers(
+			map[string]any{"name": "queues", "replicas": 2, "queues": []any{"default", "push"}},
+			map[string]any{"name": "cron", "replicas": 1, "queues": []any{"scheduler"}}),
+			want: []string{old + "the release runs 1 (Deployment mastodon-helm-sidekiq-cron, 1 replica: mastodon.sidekiq.workers[1].replicas), " +
+				"started once the old ones' pods are gone"}},
+		{name: "an HPA that Finish leaves", extra: true, overrides: workers(
+			map[string]any{"name": "worker", "replicas": 1, "queues": []any{}}),
+			want: []string{old + "the release runs 1 (Deployment mastodon-helm-sidekiq-worker, 1 replica: mastodon.sidekiq.workers[0].replicas), " +
+				"started once the old ones' pods are gone",
+				"Changes HorizontalPodAutoscaler/mastodon-worker: scales Deployment mastodon-worker (2 to 8 pods), but Finish will not " +
+					"re-point it at the release: its release worker, Deployment mastodon-helm-sidekiq-worker, consumes the Sidekiq scheduler " +
+					"queue (sidekiq without -q reads Mastodon's config/sidekiq.yml, which lists scheduler); it stays on the old Deployment, " +
+					"which it no longer scales at 0 replicas, and the release's workers keep the replicas of the values: for the HPA to " +
+					"scale the release, give that Deployment's queues but scheduler a worker named worker in spec.release.values (mastodon.sidekiq.workers), " +
+					"or leave the HPA out of spec.source.extraResources to keep it so"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := preparedStack(t)

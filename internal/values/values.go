@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -43,6 +44,10 @@ type Source struct {
 	// Ingress is the name of the old stack's Ingress, which the migration keeps and points at
 	// the release's pods; empty when there is none.
 	Ingress string
+	// HPAs are the HorizontalPodAutoscalers that Finish re-points at the release
+	// (spec.source.extraResources): a Sidekiq worker one of them scales beyond one pod runs that
+	// many, however many its replicas say.
+	HPAs []*autoscalingv2.HorizontalPodAutoscaler
 }
 
 // NoteKind classifies a Note.
@@ -133,7 +138,9 @@ func Generate(src Source) (map[string]any, error) {
 //     to every container;
 //   - one mastodon.sidekiq.workers entry per Sidekiq Deployment: name from the Deployment,
 //     concurrency from `-c`, queues from `-q` (none when the old worker had none, so that
-//     Sidekiq reads config/sidekiq.yml as before);
+//     Sidekiq reads config/sidekiq.yml as before); one that consumes the scheduler queue on
+//     more than one pod is split, its other queues on its replicas and scheduler on a worker
+//     of its own with 1 replica (splitScheduler);
 //   - replicas, resources, nodeSelector, tolerations and affinity per component; the
 //     placement at the top level too (for the hook Jobs) when every component has the same;
 //   - the image repository and tag of the web container (and of the streaming container
@@ -230,7 +237,7 @@ func (g *generator) run() error {
 		if d == nil {
 			return fmt.Errorf("sidekiq[%d]: no Deployment", i)
 		}
-		w, err := g.component("sidekiq", d, "sidekiq", "worker")
+		w, err := g.component("sidekiq", d, sidekiqContainers...)
 		if err != nil {
 			return err
 		}
@@ -1011,21 +1018,25 @@ func (g *generator) mapSidekiq(workers []*component) {
 		g.note(ChartDefault, "", "no Sidekiq Deployment given: the chart runs its default worker")
 		return
 	}
+	deploys := make([]*appsv1.Deployment, len(workers))
+	for i, w := range workers {
+		deploys[i] = w.deploy
+	}
+	// The components were found with the same containers: no error here.
+	names, _ := WorkerNames(deploys)
 	used := map[string]bool{}
+	for _, n := range names {
+		used[n] = true
+	}
 	var list []any
-	for _, w := range workers {
+	for i, w := range workers {
 		args := sidekiqArgs(w.container)
 		if args == nil {
 			g.note(Conflict, "", "%s: container %s does not run sidekiq; the chart runs `bundle exec sidekiq` with the chart's "+
 				"defaults in its place", w, w.container.Name)
 		}
 		cmd := parseSidekiq(args)
-		name := workerName(w.deploy.Name, len(cmd.queues) > 0)
-		for base, i := name, 2; used[name]; i++ {
-			name = fmt.Sprintf("%s-%d", base, i)
-		}
-		used[name] = true
-		entry := map[string]any{"name": name, "replicas": replicas(w.deploy)}
+		entry := map[string]any{"name": names[i], "replicas": replicas(w.deploy)}
 		switch n, err := strconv.ParseInt(cmd.concurrency, 10, 64); {
 		case cmd.concurrency == "" || err != nil:
 			// The chart passes -c <concurrency> whatever it is, and its default is in its own
@@ -1042,23 +1053,7 @@ func (g *generator) mapSidekiq(workers []*component) {
 		}
 		// No -q: Sidekiq reads the queues from config/sidekiq.yml, and the chart passes no
 		// -q either when the list is empty.
-		queues := []any{}
-		for _, q := range cmd.queues {
-			queues = append(queues, q)
-		}
-		entry["queues"] = queues
-		// Scheduled jobs run once per process of the scheduler queue, where Mastodon wants one:
-		// a worker that consumes it, as the chart runs it, gets one replica. The chart refuses
-		// more only for a worker that lists scheduler, not for one without queues, which
-		// Sidekiq runs on config/sidekiq.yml, scheduler included.
-		if n := entry["replicas"].(int64); n > 1 {
-			if v := scheduler.Consumes(chartWorkerPod(cmd.queues)); v.Consumes {
-				g.note(Conflict, "", "%s runs the Sidekiq scheduler queue with %d replicas (%s), so every scheduled job runs %d times; "+
-					"Mastodon wants one process: mastodon.sidekiq.workers[%d].replicas is set to 1, which leaves its other queues one "+
-					"process instead of %d (give scheduler a worker of its own to scale the rest)", w, n, v.Why, n, len(list), n)
-				entry["replicas"] = int64(1)
-			}
-		}
+		entry["queues"] = queueValues(cmd.queues)
 		if len(cmd.ignored) > 0 {
 			g.note(Unmapped, "", "%s: the chart runs `bundle exec sidekiq -c N -q ...` only; not carried over: %s",
 				w, strings.Join(cmd.ignored, " "))
@@ -1070,8 +1065,86 @@ func (g *generator) mapSidekiq(workers []*component) {
 		entry["tolerations"] = orEmptyList(placement["tolerations"])
 		entry["affinity"] = orEmptyMap(placement["affinity"])
 		list = append(list, entry)
+		if split := g.splitScheduler(w, entry, cmd.queues, len(list)-1, used); split != nil {
+			list = append(list, split)
+		}
 	}
 	g.set(list, "mastodon", "sidekiq", "workers")
+}
+
+// splitScheduler keeps scheduled jobs to one process: they run once per process of the
+// scheduler queue, where Mastodon wants one. A worker with more than one replica (or an HPA of
+// src.HPAs that scales it beyond one) that consumes it as the chart runs it (the chart refuses
+// more only for a worker that lists scheduler, not for one without queues, which Sidekiq runs
+// on config/sidekiq.yml, scheduler included) keeps its replicas for its other queues, and the
+// queue moves to a worker of its own, returned, with 1 replica. A worker of scheduler alone is
+// set to 1 replica instead. entry is the worker's values, at index i of the list.
+func (g *generator) splitScheduler(w *component, entry map[string]any, queues []string, i int, used map[string]bool) map[string]any {
+	n := entry["replicas"].(int64)
+	replicas := fmt.Sprintf("%d replicas", n)
+	if n == 1 {
+		replicas = "1 replica"
+	}
+	pods := replicas
+	for _, h := range g.src.HPAs {
+		if t := h.Spec.ScaleTargetRef; t.Kind == "Deployment" && t.Name == w.deploy.Name && int64(h.Spec.MaxReplicas) > n {
+			pods = fmt.Sprintf("%s and HorizontalPodAutoscaler %s up to %d, which Finish moves to the release", pods, h.Name, h.Spec.MaxReplicas)
+			n = int64(h.Spec.MaxReplicas)
+		}
+	}
+	v := scheduler.Consumes(chartWorkerPod(queues))
+	if n <= 1 || !v.Consumes {
+		return nil
+	}
+	rest := withoutScheduler(queues)
+	if len(rest) == 0 || scheduler.Consumes(chartWorkerPod(rest)).Consumes {
+		g.note(Conflict, "", "%s runs the Sidekiq scheduler queue with %s (%s), so every scheduled job runs up to %d times; "+
+			"Mastodon wants one process: mastodon.sidekiq.workers[%d].replicas is set to 1", w, pods, v.Why, n, i)
+		entry["replicas"] = int64(1)
+		return nil
+	}
+	entry["queues"] = queueValues(rest)
+	split := maps.Clone(entry)
+	split["name"] = uniqueName(used, scheduler.Queue)
+	split["queues"] = []any{scheduler.Queue}
+	split["replicas"] = int64(1)
+	// Mastodon's scheduler queue gets a handful of jobs a minute (the scheduled ones only push
+	// other jobs to other queues): a few threads are plenty.
+	split["concurrency"] = schedulerConcurrency
+	g.note(Adjusted, "", "%s runs the Sidekiq scheduler queue with %s (%s), where Mastodon wants one process (every "+
+		"scheduled job runs once per process): it is split in two, mastodon.sidekiq.workers[%d] (%s) with its %s on the "+
+		"other queues (%s) and mastodon.sidekiq.workers[%d] (%s) with 1 replica on scheduler alone, so the other queues keep their capacity",
+		w, pods, v.Why, i, entry["name"], replicas, strings.Join(rest, " "), i+1, split["name"])
+	return split
+}
+
+// schedulerConcurrency is the concurrency of a worker split off for the scheduler queue.
+const schedulerConcurrency int64 = 5
+
+// configQueuesWithoutScheduler are the queues a worker without -q consumes, as Mastodon's
+// config/sidekiq.yml lists them, but scheduler: the same list as the official chart's default
+// worker all-queues has (values.yaml of chart 1.0.2, mastodon.sidekiq.workers[0].queues), which
+// lists scheduler too.
+var configQueuesWithoutScheduler = []string{"default,8", "push,6", "ingress,4", "mailers,2", "pull", "fasp"}
+
+// withoutScheduler is a worker's queues but scheduler (with or without a weight): an empty list
+// stands for config/sidekiq.yml's.
+func withoutScheduler(queues []string) []string {
+	if len(queues) == 0 {
+		return slices.Clone(configQueuesWithoutScheduler)
+	}
+	return slices.DeleteFunc(slices.Clone(queues), func(q string) bool {
+		name, _, _ := strings.Cut(q, ",")
+		return strings.TrimSpace(name) == scheduler.Queue
+	})
+}
+
+func queueValues(queues []string) []any {
+	out := []any{}
+	for _, q := range queues {
+		out = append(out, q)
+	}
+	return out
 }
 
 // chartWorkerPod is the pod the chart runs for a worker with these queues: `bundle exec

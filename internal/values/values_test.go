@@ -14,6 +14,7 @@ import (
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/lint"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +25,7 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/envparity"
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
+	"github.com/mastodon-operator/mastodon-operator/internal/scheduler"
 	"github.com/mastodon-operator/mastodon-operator/test/fixture"
 )
 
@@ -82,9 +84,17 @@ mastodon:
   sidekiq:
     workers:
     - name: worker
-      replicas: 1
+      replicas: 2
       concurrency: 25
-      queues: []
+      queues: ["default,8", "push,6", "ingress,4", "mailers,2", pull, fasp]
+      resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {memory: 2Gi}}
+      nodeSelector: {cloud.google.com/gke-nodepool: mastodon-pool}
+      tolerations: []
+      affinity: {}
+    - name: scheduler
+      replicas: 1
+      concurrency: 5
+      queues: [scheduler]
       resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {memory: 2Gi}}
       nodeSelector: {cloud.google.com/gke-nodepool: mastodon-pool}
       tolerations: []
@@ -129,11 +139,14 @@ func TestGenerateFromTheFixture(t *testing.T) {
 			t.Errorf("%s = %#v (%T), want %#v (%T)", path, v, v, want, want)
 		}
 	}
-	worker := lookup(got, "mastodon", "sidekiq", "workers").([]any)[0].(map[string]any)
+	workers := lookup(got, "mastodon", "sidekiq", "workers").([]any)
 	// Two pods of a worker without -q are two schedulers (config/sidekiq.yml lists the queue):
-	// the release's runs one.
-	if worker["concurrency"] != int64(25) || worker["replicas"] != int64(1) {
-		t.Errorf("worker %v: want concurrency and replicas as int64 25 and 1", worker)
+	// the release's keeps two on the other queues and runs one on scheduler.
+	if w := workers[0].(map[string]any); w["concurrency"] != int64(25) || w["replicas"] != int64(2) {
+		t.Errorf("worker %v: want concurrency and replicas as int64 25 and 2", w)
+	}
+	if w := workers[1].(map[string]any); w["concurrency"] != int64(5) || w["replicas"] != int64(1) {
+		t.Errorf("scheduler worker %v: want concurrency and replicas as int64 5 and 1", w)
 	}
 	// OTP_SECRET, which the chart does not pass, comes from the old Secret key by secretEnv.
 	if want := []v1alpha1.SecretEnvVar{{Name: "OTP_SECRET", SecretName: "mastodon", Key: "OTP_SECRET"}}; !reflect.DeepEqual(gen.SecretEnv, want) {
@@ -147,8 +160,10 @@ func TestGenerateFromTheFixture(t *testing.T) {
 		{Kind: Unmapped, Variable: "BIND"}, {Kind: Unmapped, Variable: "MAX_THREADS"}, {Kind: Unmapped, Variable: "WEB_CONCURRENCY"},
 		{Kind: ChartDefault, Message: "hook Jobs"},
 		{Kind: Unmapped, Variable: "SINGLE_USER_MODE", Message: "reads as false too"},
-		{Kind: Conflict, Message: "runs the Sidekiq scheduler queue with 2 replicas (sidekiq without -q reads Mastodon's config/sidekiq.yml, " +
-			"which lists scheduler), so every scheduled job runs 2 times; Mastodon wants one process: mastodon.sidekiq.workers[0].replicas is set to 1"},
+		{Kind: Adjusted, Message: "runs the Sidekiq scheduler queue with 2 replicas (sidekiq without -q reads Mastodon's config/sidekiq.yml, " +
+			"which lists scheduler), where Mastodon wants one process (every scheduled job runs once per process): it is split in two, " +
+			"mastodon.sidekiq.workers[0] (worker) with its 2 replicas on the other queues (default,8 push,6 ingress,4 mailers,2 pull fasp) " +
+			"and mastodon.sidekiq.workers[1] (scheduler) with 1 replica on scheduler alone"},
 	})
 	noSecretValues(t, src, gen)
 
@@ -203,15 +218,25 @@ func TestGeneratedValuesRenderTheChart(t *testing.T) {
 		}
 	}
 
+	// The old worker, `sidekiq -c 25` on 2 pods, consumes the scheduler queue twice: the release
+	// runs its other queues on as many pods, and scheduler on one pod of its own.
+	otherQueues := []string{"bundle", "exec", "sidekiq", "-c", "25",
+		"-q", "default,8", "-q", "push,6", "-q", "ingress,4", "-q", "mailers,2", "-q", "pull", "-q", "fasp"}
 	pairs := []struct {
 		old       *appsv1.Deployment
 		oldName   string
 		newName   string
 		container string
+		// runs is the new command, when it is not the old one; replicas, when not the old ones.
+		runs      []string
+		replicas  int32
+		scheduler bool
 	}{
-		{src.Web, "web", "mastodon-helm-web", "mastodon-web"},
-		{src.Streaming, "streaming", "mastodon-helm-streaming", "mastodon-streaming"},
-		{src.Sidekiq[0], "worker", "mastodon-helm-sidekiq-worker", "mastodon"},
+		{old: src.Web, oldName: "web", newName: "mastodon-helm-web", container: "mastodon-web"},
+		{old: src.Streaming, oldName: "streaming", newName: "mastodon-helm-streaming", container: "mastodon-streaming"},
+		{old: src.Sidekiq[0], oldName: "worker", newName: "mastodon-helm-sidekiq-worker", container: "mastodon", runs: otherQueues},
+		{old: src.Sidekiq[0], oldName: "worker", newName: "mastodon-helm-sidekiq-scheduler", container: "mastodon",
+			runs: []string{"bundle", "exec", "sidekiq", "-c", "5", "-q", "scheduler"}, replicas: 1, scheduler: true},
 	}
 	for _, p := range pairs {
 		obj := m.Find("Deployment", p.newName)
@@ -223,8 +248,8 @@ func TestGeneratedValuesRenderTheChart(t *testing.T) {
 		convert(t, obj, &d)
 		oldC, newC := container(t, p.old, p.oldName), container(t, &d, p.container)
 		want := *p.old.Spec.Replicas
-		if p.oldName == "worker" {
-			want = 1 // it consumes the scheduler queue: one process, whatever the old one ran
+		if p.replicas != 0 {
+			want = p.replicas
 		}
 		if *d.Spec.Replicas != want {
 			t.Errorf("%s: replicas %d, want %d", d.Name, *d.Spec.Replicas, want)
@@ -232,8 +257,17 @@ func TestGeneratedValuesRenderTheChart(t *testing.T) {
 		if newC.Image != oldC.Image {
 			t.Errorf("%s: image %s, want the old %s", d.Name, newC.Image, oldC.Image)
 		}
-		if p.oldName != "streaming" && !slices.Equal(slices.Concat(newC.Command, newC.Args), slices.Concat(oldC.Command, oldC.Args)) {
-			t.Errorf("%s: runs %q, want the old %q", d.Name, slices.Concat(newC.Command, newC.Args), slices.Concat(oldC.Command, oldC.Args))
+		runs := slices.Concat(oldC.Command, oldC.Args)
+		if p.runs != nil {
+			runs = p.runs
+		}
+		if p.oldName != "streaming" && !slices.Equal(slices.Concat(newC.Command, newC.Args), runs) {
+			t.Errorf("%s: runs %q, want %q", d.Name, slices.Concat(newC.Command, newC.Args), runs)
+		}
+		if p.oldName == "worker" {
+			if v := scheduler.Consumes(d.Spec.Template.Spec); v.Consumes != p.scheduler {
+				t.Errorf("%s: consumes the scheduler queue %v (%s), want %v", d.Name, v.Consumes, v.Why, p.scheduler)
+			}
 		}
 		if !reflect.DeepEqual(newC.Resources, oldC.Resources) {
 			t.Errorf("%s: resources %v, want %v", d.Name, newC.Resources, oldC.Resources)
@@ -482,28 +516,69 @@ func TestOneSecretLayoutMigratesItsEnvironment(t *testing.T) {
 	}
 }
 
-// An HPA scaled the one worker, scheduler queue and all, to 3: the chart refuses that, so the
-// values keep one replica and a note says why.
-func TestSchedulerWorkerKeepsOneReplica(t *testing.T) {
-	src := layoutSource(t, fixture.LayoutOneSecret, "mastodon-sidekiq")
-	three := int32(3)
-	src.Sidekiq[0].Spec.Replicas = &three
-	gen, err := GenerateWithNotes(src)
+// The one-secret layout's one worker runs every queue, scheduler included, on 1 pod that its HPA
+// scales up to 3 (or an HPA scaled it to 3): the chart refuses 3 pods on the scheduler queue,
+// so the values keep the worker's replicas on the other queues and run scheduler on one pod of
+// its own, and a note says why.
+func TestHPAScaledSchedulerWorkerIsSplit(t *testing.T) {
+	objs, err := fixture.Layout(fixture.LayoutOneSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	worker := lookup(gen.Values, "mastodon", "sidekiq", "workers").([]any)[0].(map[string]any)
-	if worker["replicas"] != int64(1) {
-		t.Errorf("worker replicas %v, want 1", worker["replicas"])
+	var hpa autoscalingv2.HorizontalPodAutoscaler
+	convert(t, findObject(objs, "HorizontalPodAutoscaler", "mastodon-sidekiq"), &hpa)
+	for _, tc := range []struct {
+		name     string
+		replicas int32
+		hpas     []*autoscalingv2.HorizontalPodAutoscaler
+		pods     string
+	}{
+		{"scaled to 3", 3, nil, "3 replicas"},
+		{"its HPA, which Finish moves", 1, []*autoscalingv2.HorizontalPodAutoscaler{&hpa},
+			"1 replica and HorizontalPodAutoscaler mastodon-sidekiq up to 3, which Finish moves to the release"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := layoutSource(t, fixture.LayoutOneSecret, "mastodon-sidekiq")
+			src.Sidekiq[0].Spec.Replicas = &tc.replicas
+			src.HPAs = tc.hpas
+			gen, err := GenerateWithNotes(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			workers := lookup(gen.Values, "mastodon", "sidekiq", "workers").([]any)
+			if len(workers) != 2 {
+				t.Fatalf("workers %v, want 2", workers)
+			}
+			worker, sched := workers[0].(map[string]any), workers[1].(map[string]any)
+			if worker["name"] != "worker" || worker["replicas"] != int64(tc.replicas) || slices.Contains(worker["queues"].([]any), any("scheduler")) {
+				t.Errorf("worker %v: want worker, %d replicas, without scheduler", worker, tc.replicas)
+			}
+			if sched["name"] != "scheduler" || sched["replicas"] != int64(1) || !reflect.DeepEqual(sched["queues"], []any{"scheduler"}) {
+				t.Errorf("scheduler worker %v: want scheduler, 1 replica, queues [scheduler]", sched)
+			}
+			if !reflect.DeepEqual(worker["resources"], sched["resources"]) || !reflect.DeepEqual(worker["nodeSelector"], sched["nodeSelector"]) {
+				t.Errorf("scheduler worker %v is not placed and sized as worker %v", sched, worker)
+			}
+			if !slices.ContainsFunc(gen.Notes, func(n Note) bool {
+				return n.Kind == Adjusted && strings.Contains(n.Message, "scheduler queue with "+tc.pods) &&
+					strings.Contains(n.Message, "mastodon.sidekiq.workers[0] (worker)") && strings.Contains(n.Message, "mastodon.sidekiq.workers[1] (scheduler)")
+			}) {
+				t.Errorf("no note about the split in %v", gen.Notes)
+			}
+			if _, err := helm.Render(testChart(t), gen.Values, "mastodon-helm", "mastodon"); err != nil {
+				t.Error(err)
+			}
+		})
 	}
-	if !slices.ContainsFunc(gen.Notes, func(n Note) bool {
-		return n.Kind == Conflict && strings.Contains(n.Message, "scheduler queue with 3 replicas")
-	}) {
-		t.Errorf("no note about the scheduler worker's replicas in %v", gen.Notes)
+}
+
+func findObject(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
 	}
-	if _, err := helm.Render(testChart(t), gen.Values, "mastodon-helm", "mastodon"); err != nil {
-		t.Error(err)
-	}
+	return nil
 }
 
 func podSpec(t *testing.T, obj *unstructured.Unstructured) (corev1.PodSpec, bool) {
@@ -945,27 +1020,70 @@ func viaJSON(t *testing.T, v map[string]any) map[string]any {
 
 // A worker of other queues keeps its replicas; one that reads config/sidekiq.yml (no -q), and
 // so consumes the scheduler queue, gets one, as one that lists it does.
-func TestOnlySchedulerWorkersAreCutToOneReplica(t *testing.T) {
+// A worker that runs the scheduler queue on more than one pod is split: its other queues keep
+// its replicas, scheduler gets one pod of its own. One on one pod, or on no scheduler, stays
+// as it is; one of scheduler alone is cut to one pod. Whatever the command, the release runs
+// one scheduler process at most.
+func TestMultiReplicaSchedulerWorkersAreSplit(t *testing.T) {
+	sidekiq := []string{"bundle", "exec", "sidekiq", "-c", "25"}
+	config := []any{"default,8", "push,6", "ingress,4", "mailers,2", "pull", "fasp"}
+	type worker struct {
+		name     string
+		replicas int64
+		queues   []any
+	}
 	for _, tc := range []struct {
-		command []string
-		want    int64
+		args     []string
+		replicas int32
+		want     []worker
+		note     NoteKind // of the note on the scheduler queue, if any
 	}{
-		{[]string{"bundle", "exec", "sidekiq", "-c", "25", "-q", "default", "-q", "push"}, 3},
-		{[]string{"bundle", "exec", "sidekiq", "-c", "25"}, 1},
-		{[]string{"bundle", "exec", "sidekiq", "-c", "25", "-q", "default", "-q", "scheduler"}, 1},
+		{[]string{"-q", "default", "-q", "push"}, 3, []worker{{"worker", 3, []any{"default", "push"}}}, ""},
+		{nil, 3, []worker{{"worker", 3, config}, {"scheduler", 1, []any{"scheduler"}}}, Adjusted},
+		{nil, 1, []worker{{"worker", 1, []any{}}}, ""},
+		{[]string{"-q", "default", "-q", "scheduler,2"}, 3, []worker{{"worker", 3, []any{"default"}}, {"scheduler", 1, []any{"scheduler"}}}, Adjusted},
+		{[]string{"-q", "scheduler"}, 3, []worker{{"worker", 1, []any{"scheduler"}}}, Conflict},
+		// Queue default with a weight Sidekiq ignores: no scheduler.
+		{[]string{"-q", "default,scheduler"}, 3, []worker{{"worker", 3, []any{"default,scheduler"}}}, ""},
 	} {
 		src := fixtureSource(t)
-		three := int32(3)
-		src.Sidekiq[0].Spec.Replicas = &three
-		src.Sidekiq[0].Spec.Template.Spec.Containers[0].Command = tc.command
+		src.Sidekiq[0].Spec.Replicas = &tc.replicas
+		src.Sidekiq[0].Spec.Template.Spec.Containers[0].Command = slices.Concat(sidekiq, tc.args)
 		gen, err := GenerateWithNotes(src)
 		if err != nil {
 			t.Fatal(err)
 		}
-		worker := lookup(gen.Values, "mastodon", "sidekiq", "workers").([]any)[0].(map[string]any)
-		noted := slices.ContainsFunc(gen.Notes, func(n Note) bool { return strings.Contains(n.Message, "scheduler queue with 3 replicas") })
-		if worker["replicas"] != tc.want || noted != (tc.want == 1) {
-			t.Errorf("%q: replicas %v, noted %v; want %d, noted when cut to 1", tc.command, worker["replicas"], noted, tc.want)
+		var got []worker
+		schedulers := int64(0)
+		for _, w := range lookup(gen.Values, "mastodon", "sidekiq", "workers").([]any) {
+			w := w.(map[string]any)
+			got = append(got, worker{w["name"].(string), w["replicas"].(int64), w["queues"].([]any)})
+			var queues []string
+			for _, q := range w["queues"].([]any) {
+				queues = append(queues, q.(string))
+			}
+			if scheduler.Consumes(chartWorkerPod(queues)).Consumes {
+				schedulers += w["replicas"].(int64)
+			}
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q on %d pods: workers %v, want %v", tc.args, tc.replicas, got, tc.want)
+		}
+		if consumes := scheduler.Consumes(src.Sidekiq[0].Spec.Template.Spec).Consumes; schedulers != map[bool]int64{true: 1}[consumes] {
+			t.Errorf("%q on %d pods: the release runs %d schedulers", tc.args, tc.replicas, schedulers)
+		}
+		i := slices.IndexFunc(gen.Notes, func(n Note) bool { return strings.Contains(n.Message, "scheduler queue with 3 replicas") })
+		if kind := NoteKind(""); i >= 0 {
+			kind = gen.Notes[i].Kind
+			if kind != tc.note {
+				t.Errorf("%q on %d pods: a %s note, want %q: %s", tc.args, tc.replicas, kind, tc.note, gen.Notes[i])
+			}
+		} else if tc.note != "" {
+			t.Errorf("%q on %d pods: no %s note on the scheduler queue", tc.args, tc.replicas, tc.note)
+		}
+		names, err := WorkerNames(src.Sidekiq)
+		if err != nil || names[0] != tc.want[0].name {
+			t.Errorf("%q: WorkerNames %v, %v; want %s, the worker that keeps the other queues", tc.args, names, err, tc.want[0].name)
 		}
 	}
 }

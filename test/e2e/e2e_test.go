@@ -289,7 +289,7 @@ func TestBlueGreenSurvivesARestartInEveryStep(t *testing.T) {
 	expectOneSnapshot(g, ctx, ns)
 	got, _ := getMigration(ctx, m)()
 	clash, seen := sampler.done()
-	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
+	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-scheduler", clash, seen, 1)
 }
 
 // restartInEveryStep restarts the operator once in each step, as soon as a status write shows
@@ -511,11 +511,13 @@ func expectOneSnapshot(g gomega.Gomega, ctx context.Context, ns string) {
 	g.Expect(names).To(gomega.HaveLen(1), "exactly one snapshot")
 }
 
-// expectReleaseStopped: the release's three Deployments are kept, at 0 replicas (level 1).
+// expectReleaseStopped: the release's four Deployments (web, streaming, and the fixture's
+// worker split in two by the generated values: worker and scheduler) are kept, at 0 replicas
+// (level 1).
 func expectReleaseStopped(g gomega.Gomega, ctx context.Context, ns, release string) {
 	var list appsv1.DeploymentList
 	g.Expect(h.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": release})).To(gomega.Succeed())
-	g.Expect(list.Items).To(gomega.HaveLen(3))
+	g.Expect(list.Items).To(gomega.HaveLen(4))
 	for _, d := range list.Items {
 		g.Expect(*d.Spec.Replicas).To(gomega.BeZero(), d.Name)
 	}

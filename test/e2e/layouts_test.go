@@ -5,15 +5,17 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
+	"github.com/mastodon-operator/mastodon-operator/internal/scheduler"
 	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
 	"github.com/mastodon-operator/mastodon-operator/test/fixture"
 )
@@ -27,6 +29,9 @@ type layoutRun struct {
 	source func(*v1alpha1.MastodonMigration)
 	// services are the layout's Services that carry Mastodon's traffic.
 	services []string
+	// hpas are HPAs of spec.source.extraResources and the release Deployment Finish points
+	// each at.
+	hpas map[string]string
 }
 
 // envVariable is the variable an EnvParity finding is about: its message starts "env NAME: ".
@@ -39,7 +44,10 @@ var envVariable = regexp.MustCompile(`^env ([^:\s]+): `)
 func TestEveryLayoutMigratesAndRollsBack(t *testing.T) {
 	runs := []layoutRun{
 		{layout: fixture.LayoutProduction, services: []string{"mastodon-web", "mastodon-streaming", "mastodon-assets", "mastodon-emoji"}},
+		// The HPA scales the one worker, scheduler queue and all, up to 3: the generated values
+		// split it, and Finish moves the HPA to the worker of the other queues.
 		{layout: fixture.LayoutOneSecret, services: []string{"mastodon-web", "mastodon-streaming"},
+			hpas: map[string]string{"mastodon-web": "mastodon-helm-web", "mastodon-sidekiq": "mastodon-helm-sidekiq-worker"},
 			source: func(m *v1alpha1.MastodonMigration) {
 				m.Spec.Source.Sidekiq = []v1alpha1.ComponentRef{{Deployment: "mastodon-sidekiq"}}
 				m.Spec.Source.ExtraResources = append(m.Spec.Source.ExtraResources,
@@ -87,15 +95,11 @@ func migrateLayout(t *testing.T, run layoutRun) string {
 
 	// What a user does next: accept the changes and the GitOps owners they have suspended, and
 	// nothing else. Any other Block is a defect of the operator on a real layout.
-	var envChanges, owners, leftOut []string
+	var envChanges, owners []string
 	for _, f := range first.Status.Preflight {
 		switch {
 		case f.Check == "GitOpsOwners":
 			owners = append(owners, f.Object)
-		case f.Check == "OneScheduler" && f.Class == v1alpha1.FindingBlocks && strings.HasPrefix(f.Object, "HorizontalPodAutoscaler/"):
-			// An HPA of the scheduler's worker that Finish would point at the release's: the
-			// finding says to leave it out.
-			leftOut = append(leftOut, strings.TrimPrefix(f.Object, "HorizontalPodAutoscaler/"))
 		case f.Check == "EnvParity" && f.Class == v1alpha1.FindingChanges:
 			name := envVariable.FindStringSubmatch(f.Message)
 			g.Expect(name).NotTo(gomega.BeNil(), f.Message)
@@ -108,15 +112,12 @@ func migrateLayout(t *testing.T, run layoutRun) string {
 	if t.Failed() {
 		t.FailNow()
 	}
-	t.Logf("accepting the changes %v and the GitOps owners %v; leaving out the HPAs %v", envChanges, owners, leftOut)
+	t.Logf("accepting the changes %v and the GitOps owners %v", envChanges, owners)
 	accepted := time.Now()
 	latest, _ := getMigration(ctx, m)()
 	patched := latest.DeepCopy()
 	patched.Spec.Preflight.AcceptEnvChanges = envChanges
 	patched.Spec.Preflight.AcceptGitOpsOwners = owners
-	patched.Spec.Source.ExtraResources = slices.DeleteFunc(patched.Spec.Source.ExtraResources, func(x v1alpha1.ObjectRef) bool {
-		return x.Kind == "HorizontalPodAutoscaler" && slices.Contains(leftOut, x.Name)
-	})
 	if err := h.Client.Patch(ctx, patched, client.MergeFrom(latest)); err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +128,15 @@ func migrateLayout(t *testing.T, run layoutRun) string {
 	for _, name := range run.services {
 		g.Expect(selectsRelease(ctx, ns, name)).To(gomega.BeTrue(), "Service %s selects the release's pods", name)
 	}
+	for name, to := range run.hpas {
+		hpa := &autoscalingv2.HorizontalPodAutoscaler{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, hpa)).To(gomega.Succeed())
+		g.Expect(hpa.Spec.ScaleTargetRef.Name).To(gomega.Equal(to), "HorizontalPodAutoscaler %s after Finish", name)
+		d := &appsv1.Deployment{}
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: to}, d)).To(gomega.Succeed())
+		g.Expect(scheduler.Consumes(d.Spec.Template.Spec).Consumes).To(gomega.BeFalse(), "HorizontalPodAutoscaler %s scales a scheduler consumer", name)
+	}
+	t.Logf("Finish: %s", stepMessage(done, "Finish"))
 
 	// Level 1 on the completed migration: the old pods come back and the Services select them
 	// exactly as before.

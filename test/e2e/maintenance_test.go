@@ -105,7 +105,7 @@ func TestMaintenanceSurvivesARestartInEveryStep(t *testing.T) {
 	expectOneDeployedRevision(g, ctx, ns, "mastodon-helm")
 	got, _ := getMigration(ctx, m)()
 	clash, seen := sampler.done()
-	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
+	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-scheduler", clash, seen, 1)
 }
 
 // TestMaintenanceLevel2RollbackRestoresTheStackExactly rolls back a Maintenance migration while

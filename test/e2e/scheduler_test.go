@@ -169,9 +169,10 @@ func expectSchedulerHandedOver(t *testing.T, got *v1alpha1.MastodonMigration, ho
 }
 
 // TestBlueGreenHandsTheSchedulerOverAndBack migrates the production layout, whose one worker
-// for all queues (`sidekiq -c 25`, no -q) consumes the scheduler queue, to the release (whose
-// generated values name its worker after the old one, with the chart's queue list), then rolls back at level 1, while a sampler watches every pod: at no moment
-// does a consumer of one stack run beside one of the other.
+// for all queues (`sidekiq -c 25`, no -q, 2 replicas) consumes the scheduler queue, to the
+// release (whose generated values split it: worker on the other queues, scheduler on its own),
+// then rolls back at level 1, while a sampler watches every pod: at no moment does a consumer
+// of one stack run beside one of the other.
 func TestBlueGreenHandsTheSchedulerOverAndBack(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-scheduler"
@@ -186,7 +187,7 @@ func TestBlueGreenHandsTheSchedulerOverAndBack(t *testing.T) {
 	}
 	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseObserving))
 	got, _ := getMigration(ctx, m)()
-	gomega.NewWithT(t).Expect(got.Status.Scheduler).To(gomega.HaveField("Holder", "mastodon-helm-sidekiq-worker"))
+	gomega.NewWithT(t).Expect(got.Status.Scheduler).To(gomega.HaveField("Holder", "mastodon-helm-sidekiq-scheduler"))
 	rollBackTo(t, ctx, m, 1)
 	got, _ = getMigration(ctx, m)()
 	clash, seen := s.done()
@@ -215,7 +216,7 @@ func TestMaintenanceHandsTheSchedulerOver(t *testing.T) {
 	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseCompleted))
 	got, _ := getMigration(ctx, m)()
 	clash, seen := s.done()
-	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
+	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-scheduler", clash, seen, 1)
 }
 
 // TestInPlaceHandsTheSchedulerOverAndBack: InPlace rolls Sidekiq first; the scheduler moves
@@ -273,7 +274,8 @@ func holdPods(t *testing.T, ctx context.Context, ns string, matching client.Matc
 
 // TestTheSchedulerWaitsForTheOldWorkersPodsToGo: the old worker's pods stay Terminating after
 // it is scaled to 0 (its Deployment then counts no replica), and the operator restarts
-// meanwhile: the release's worker stays at 0 until the last old pod is gone.
+// meanwhile: the release's scheduler worker stays at 0 until the last old pod is gone, while
+// its worker of the other queues runs.
 func TestTheSchedulerWaitsForTheOldWorkersPodsToGo(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-scheduler-draining"
@@ -296,7 +298,7 @@ func TestTheSchedulerWaitsForTheOldWorkersPodsToGo(t *testing.T) {
 		return v1alpha1.StepStatus{}
 	}
 	draining := gomega.WithTransform(handOver, gomega.And(gomega.HaveField("State", v1alpha1.StepRunning),
-		gomega.HaveField("Message", gomega.MatchRegexp(`^waiting for 2 pods of the scheduler consumer mastodon-worker to stop before mastodon-helm-sidekiq-worker starts: `+
+		gomega.HaveField("Message", gomega.MatchRegexp(`^waiting for 2 pods of the scheduler consumer mastodon-worker to stop before mastodon-helm-sidekiq-scheduler starts: `+
 			`mastodon-worker-\S+ \(Terminating\), mastodon-worker-\S+ \(Terminating\)$`))))
 	eventually(t, getMigration(ctx, m)).Should(draining)
 	var err error
@@ -307,10 +309,14 @@ func TestTheSchedulerWaitsForTheOldWorkersPodsToGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := gomega.NewWithT(t)
-	worker := &appsv1.Deployment{}
+	consumer, others := &appsv1.Deployment{}, &appsv1.Deployment{}
 	g.Consistently(func(g gomega.Gomega) {
-		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon-helm-sidekiq-worker"}, worker)).To(gomega.Succeed())
-		g.Expect(*worker.Spec.Replicas).To(gomega.BeZero(), "the release's worker started beside Terminating old pods")
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon-helm-sidekiq-scheduler"}, consumer)).To(gomega.Succeed())
+		g.Expect(*consumer.Spec.Replicas).To(gomega.BeZero(), "the release's scheduler worker started beside Terminating old pods")
+		// The generated values split the old worker: its other queues run on the release's
+		// worker, at the old one's 2 replicas, while the old pods drain.
+		g.Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "mastodon-helm-sidekiq-worker"}, others)).To(gomega.Succeed())
+		g.Expect(*others.Spec.Replicas).To(gomega.Equal(int32(2)), "the release's worker of the other queues")
 		got, err := getMigration(ctx, m)()
 		g.Expect(err).NotTo(gomega.HaveOccurred())
 		g.Expect(got).To(draining)
@@ -322,6 +328,6 @@ func TestTheSchedulerWaitsForTheOldWorkersPodsToGo(t *testing.T) {
 	eventually(t, getMigration(ctx, m)).Should(gomega.HaveField("Status.Phase", v1alpha1.PhaseObserving))
 	got, _ = getMigration(ctx, m)()
 	clash, seen := s.done()
-	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-worker", clash, seen, 1)
+	expectSchedulerHandedOver(t, got, "mastodon-helm-sidekiq-scheduler", clash, seen, 1)
 	t.Logf("step HandOverScheduler: %s", handOver(got).Message)
 }
