@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -44,16 +43,33 @@ func envParity(ctx context.Context, in Input) ([]v1alpha1.Finding, error) {
 	oldKeys := newConfigKeys(in, nil, nil)
 	newKeys := newConfigKeys(in, cms, secrets)
 
-	var comps []*envComponent
-	for _, ref := range SourceDeployments(in.Migration) {
-		src, err := sourceDeployment(ctx, in, ref.Name)
-		if err != nil {
+	refs := SourceDeployments(in.Migration)
+	sources := make([]*appsv1.Deployment, len(refs))
+	var sidekiq []*appsv1.Deployment
+	for i, ref := range refs {
+		if sources[i], err = sourceDeployment(ctx, in, ref.Name); err != nil {
 			return nil, err
 		}
+		if sources[i] != nil && ref.Component == "sidekiq" {
+			sidekiq = append(sidekiq, sources[i])
+		}
+	}
+	// The chart's worker of each old worker, by the names values.Generate gives them; none
+	// when an old worker has no container to read (SourceDeployments reports it).
+	workers := map[string]string{}
+	if names, err := values.WorkerNames(sidekiq); err == nil {
+		for i, d := range sidekiq {
+			workers[d.Name] = names[i]
+		}
+	}
+
+	var comps []*envComponent
+	for i, ref := range refs {
+		src := sources[i]
 		if src == nil {
 			continue
 		}
-		rel := counterpart(rendered, ref.Component, src)
+		rel := counterpart(rendered, ref.Component, workers[src.Name])
 		if rel == nil {
 			continue // the release lacks the component: TargetPorts and the switch report it
 		}
@@ -251,46 +267,24 @@ func describe(d envparity.Difference) string {
 }
 
 // counterpart finds the release's Deployment of a source Deployment's component: web, streaming,
-// and for Sidekiq the worker named after the Deployment (as values.Generate names it) or the
-// only worker.
-func counterpart(rendered map[string]*appsv1.Deployment, role string, src *appsv1.Deployment) *appsv1.Deployment {
+// and for Sidekiq the worker of the name values.Generate gave the Deployment, or the only worker.
+func counterpart(rendered map[string]*appsv1.Deployment, role, worker string) *appsv1.Deployment {
 	if role != "sidekiq" {
 		return rendered[role]
 	}
+	if d := rendered[values.WorkerComponent(worker)]; worker != "" && d != nil {
+		return d
+	}
 	var workers []string
 	for c := range rendered {
-		if strings.HasPrefix(c, "sidekiq-") {
+		if strings.HasPrefix(c, values.WorkerComponent("")) {
 			workers = append(workers, c)
 		}
 	}
 	if len(workers) == 1 {
 		return rendered[workers[0]]
 	}
-	for _, name := range workerNames(src.Name) {
-		if d := rendered["sidekiq-"+name]; d != nil {
-			return d
-		}
-	}
 	return nil
-}
-
-var nonName = regexp.MustCompile(`[^a-z0-9-]+`)
-
-// workerNames are the chart worker names values.Generate gives a Sidekiq Deployment (with and
-// without queues).
-func workerNames(deploy string) []string {
-	n := nonName.ReplaceAllString(strings.ToLower(deploy), "-")
-	n = strings.TrimPrefix(n, "mastodon-")
-	n = strings.TrimPrefix(n, "sidekiq-")
-	n = strings.TrimSuffix(n, "-sidekiq")
-	if len(n) > 30 {
-		n = n[:30]
-	}
-	n = strings.Trim(n, "-")
-	if n == "" || n == "sidekiq" || n == "mastodon" {
-		return []string{"worker", "all-queues"}
-	}
-	return []string{n}
 }
 
 // mastodonContainer is the Mastodon container of a rendered pod: the chart puts it first
