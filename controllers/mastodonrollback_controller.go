@@ -61,7 +61,7 @@ func (r *MastodonRollbackReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		}, result, retErr)
 	}()
 	if rb.Status.Phase == "" {
-		rb.Status.Phase = v1alpha1.RollbackPending
+		pending(rb)
 	}
 	rec := stepRecord(&rb.Status.Steps, StepResolve)
 	start(rec, rb.Generation, metav1.NowMicro())
@@ -152,6 +152,14 @@ func (r *MastodonRollbackReconciler) requestAndReport(ctx context.Context, rb *v
 		setProgress(&rb.Status.Conditions, rb.Generation, progressReconciling, ReasonProgressing, message)
 	}
 	return ctrl.Result{}, nil
+}
+
+// pending is a rollback's first status: Reconciling from the first write, so a look that errs
+// before the request is made still reads as in progress to kstatus, not as Current.
+func pending(rb *v1alpha1.MastodonRollback) {
+	rb.Status.Phase = v1alpha1.RollbackPending
+	setProgress(&rb.Status.Conditions, rb.Generation, progressReconciling, ReasonProgressing,
+		"reading MastodonMigration "+rb.Spec.MigrationRef.Name)
 }
 
 // refuse ends a rollback that cannot run, saying why.

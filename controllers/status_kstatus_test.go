@@ -212,11 +212,11 @@ func TestEveryRollbackStateReadsToKstatusAndArgoCDAlike(t *testing.T) {
 		want  status.Status
 		argo  argocd.Health
 	}{
-		// A reconcile that erred before it decided anything leaves the phase alone.
+		// A reconcile that erred before it decided anything: its first status, and no more.
 		{"pending", func(_ *MastodonRollbackReconciler, rb *v1alpha1.MastodonRollback, _ *v1alpha1.MastodonMigration) {
-			rb.Status.Phase = v1alpha1.RollbackPending
-		}, v1alpha1.RollbackPending, status.CurrentStatus,
-			argocd.Health{Status: "Progressing", Message: "Pending: waiting for the operator"}},
+			pending(rb)
+		}, v1alpha1.RollbackPending, status.InProgressStatus,
+			argocd.Health{Status: "Progressing", Message: "Pending: reading MastodonMigration to-helm"}},
 		{"asked", func(r *MastodonRollbackReconciler, rb *v1alpha1.MastodonRollback, m *v1alpha1.MastodonMigration) {
 			_, _ = r.requestAndReport(context.Background(), rb, stepRecord(&rb.Status.Steps, StepResolve), m)
 		}, v1alpha1.RollbackRunning, status.InProgressStatus,
