@@ -166,6 +166,17 @@ func releaseTargets(m *v1alpha1.MastodonMigration, src sourceStack, release map[
 	if d := release["streaming"]; d != nil {
 		targets[src.streaming.Name] = d.Name
 	}
+	made, none := releaseWorkers(m, src, release)
+	for old, d := range made {
+		targets[old] = d.Name
+	}
+	return targets, none
+}
+
+// releaseWorkers maps each old Sidekiq Deployment to the release worker made of it
+// (values.ReleaseWorker: never one that consumes the scheduler queue), or says why there is none.
+func releaseWorkers(m *v1alpha1.MastodonMigration, src sourceStack, release map[string]*appsv1.Deployment) (made map[string]*appsv1.Deployment, none map[string]string) {
+	made, none = map[string]*appsv1.Deployment{}, map[string]string{}
 	// Under the names they had when the values were generated: InPlace may have set one aside.
 	workers := make([]*appsv1.Deployment, len(src.sidekiq))
 	for i, d := range src.sidekiq {
@@ -174,12 +185,12 @@ func releaseTargets(m *v1alpha1.MastodonMigration, src sourceStack, release map[
 	}
 	for i, s := range src.sidekiq {
 		if d, why := values.ReleaseWorker(workers, i, release); d != nil {
-			targets[s.Name] = d.Name
+			made[s.Name] = d
 		} else {
 			none[s.Name] = why
 		}
 	}
-	return targets, none
+	return made, none
 }
 
 // setAsideFrom is the name a source Deployment had before it was set aside (setAsideAs).

@@ -85,10 +85,45 @@ func (r *MastodonMigrationReconciler) handOverScheduler(ctx context.Context, m *
 	if err != nil {
 		return outcome{}, err
 	}
-	to := schedulerConsumers(componentDeployments(release, rollSidekiq))
-	return r.moveScheduler(ctx, m, schedulerConsumers(src.sidekiq), to, func(d *appsv1.Deployment) *int32 {
-		return ptr.To(want[d.Spec.Template.Labels[labelChartPart]])
-	})
+	replicas := func(d *appsv1.Deployment) *int32 { return ptr.To(want[d.Spec.Template.Labels[labelChartPart]]) }
+	from := schedulerConsumers(src.sidekiq)
+	if waiting, err := r.startSplitWorkers(ctx, m, src, release, from, replicas); err != nil || waiting != "" {
+		return outcome{state: v1alpha1.StepRunning, message: waiting}, err
+	}
+	return r.moveScheduler(ctx, m, from, schedulerConsumers(componentDeployments(release, rollSidekiq)), replicas)
+}
+
+// startSplitWorkers starts, and waits for, the release worker made of each old scheduler
+// consumer when it is not a consumer itself (generated values split the scheduler queue off a
+// worker of more than one pod): it takes the old worker's other queues before the old worker
+// stops, so none waits for a worker during the hand-over. InPlace installs it at 0 replicas; the
+// other strategies run it already. It returns what it waits for, or "".
+func (r *MastodonMigrationReconciler) startSplitWorkers(ctx context.Context, m *v1alpha1.MastodonMigration, src sourceStack,
+	release map[string]*appsv1.Deployment, consumers []*appsv1.Deployment, replicas func(*appsv1.Deployment) *int32) (string, error) {
+	made, _ := releaseWorkers(m, src, release)
+	var waiting []string
+	for _, old := range consumers {
+		d := made[old.Name]
+		if d == nil {
+			continue
+		}
+		if n := replicas(d); ptr.Deref(d.Spec.Replicas, 1) < ptr.Deref(n, 1) {
+			before := d.DeepCopy()
+			d.Spec.Replicas = n
+			if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
+				return "", fmt.Errorf("scaling Deployment %s to %d: %w", d.Name, ptr.Deref(n, 1), err)
+			}
+		}
+		if current, message, err := workload.RolledOut(d); err != nil {
+			return "", err
+		} else if !current {
+			waiting = append(waiting, fmt.Sprintf("%s, which takes the queues of %s besides scheduler: %s", d.Name, old.Name, message))
+		}
+	}
+	if len(waiting) == 0 {
+		return "", nil
+	}
+	return "starting " + strings.Join(waiting, "; ") + "; then the scheduler moves", nil
 }
 
 // handBackScheduler hands the scheduler queue from the release's consumers back to the old

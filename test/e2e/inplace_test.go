@@ -77,6 +77,44 @@ func sampleEndpoints(ctx context.Context, ns string, services []string) (stop fu
 	}
 }
 
+// sampleDefaultQueueWorkers samples, every 50 ms, the Ready pods that run Sidekiq's default queue
+// (and push, ingress, ...): the old worker's, and the release's worker made of it, which
+// generated values split from the scheduler queue. stop returns the moments there was none: jobs
+// waited in Redis for a worker.
+func sampleDefaultQueueWorkers(ctx context.Context, ns, release string) (stop func() []string) {
+	ctx, cancel := context.WithCancel(ctx)
+	var none []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			var old, split corev1.PodList
+			errOld := h.Client.List(ctx, &old, client.InNamespace(ns), client.MatchingLabels{"app": "mastodon-worker"})
+			errSplit := h.Client.List(ctx, &split, client.InNamespace(ns), client.MatchingLabels{
+				"app.kubernetes.io/instance": release, "app.kubernetes.io/component": "sidekiq-worker"})
+			if errOld == nil && errSplit == nil && readyPods(old.Items)+readyPods(split.Items) == 0 {
+				none = append(none, time.Now().Format(time.StampMilli))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() []string {
+		cancel()
+		<-done
+		return none
+	}
+}
+
+func readyPods(pods []corev1.Pod) int {
+	n := 0
+	for i := range pods {
+		if pods[i].DeletionTimestamp == nil && podReady(&pods[i]) {
+			n++
+		}
+	}
+	return n
+}
+
 // deployWatched deploys the fixture in ns and starts sampling the ready endpoints of the Services
 // users reach (sampleEndpoints), once each has one.
 func deployWatched(t *testing.T, ctx context.Context, ns string) (objs []*unstructured.Unstructured, before map[string]*unstructured.Unstructured, stop func() []string) {
@@ -124,10 +162,13 @@ func TestInPlaceMigrationCompletes(t *testing.T) {
 	ctx := context.Background()
 	ns := "mastodon-inplace"
 	objs, before, stop := deployWatched(t, ctx, ns)
+	stopQueues := sampleDefaultQueueWorkers(ctx, ns, "mastodon-helm")
 	m := sampleMigration(t, ns)
 	inPlaceSlowPods(m)
 	got := completeWatched(t, ctx, m, stop)
 	g := gomega.NewWithT(t)
+	// The release's worker took the old worker's other queues before the scheduler moved.
+	g.Expect(stopQueues()).To(gomega.BeEmpty(), "moments no Ready pod ran Sidekiq's default queue")
 	g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, "Ready")).To(gomega.BeTrue())
 	g.Expect(stepStates(got)).To(gomega.Equal([]string{"Preflight=Succeeded", "GenerateValues=Succeeded", "Snapshot=Succeeded",
 		"DatabaseBackup=Skipped", "HandOver=Skipped", "Install=Succeeded", "Baseline=Succeeded", "HandOverScheduler=Succeeded", "RollSidekiq=Succeeded", "RollStreaming=Succeeded", "RollWeb=Succeeded",
