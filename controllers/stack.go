@@ -14,6 +14,7 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
 	"github.com/mastodon-operator/mastodon-operator/internal/preflight"
 	"github.com/mastodon-operator/mastodon-operator/internal/traffic"
+	"github.com/mastodon-operator/mastodon-operator/internal/workload"
 )
 
 // The official chart's labels, which select the release's pods.
@@ -167,6 +168,19 @@ func readConfig(src sourceStack) (configMaps, secrets []string) {
 }
 
 // scaleToZero sets a Deployment's replicas to 0, unless they are already.
+// scaleTo sets a Deployment's replicas to n, unless they are n already, and says whether it has
+// rolled out with them (workload.RolledOut), and if not, what it waits for.
+func (r *MastodonMigrationReconciler) scaleTo(ctx context.Context, d *appsv1.Deployment, n int32) (bool, string, error) {
+	if !ptr.Equal(d.Spec.Replicas, &n) {
+		before := d.DeepCopy()
+		d.Spec.Replicas = ptr.To(n)
+		if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
+			return false, "", fmt.Errorf("scaling Deployment %s to %d: %w", d.Name, n, err)
+		}
+	}
+	return workload.RolledOut(d)
+}
+
 func (r *MastodonMigrationReconciler) scaleToZero(ctx context.Context, d *appsv1.Deployment) error {
 	if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
 		return nil

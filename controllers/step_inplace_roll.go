@@ -8,12 +8,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mastodon-operator/mastodon-operator/api/v1alpha1"
 	"github.com/mastodon-operator/mastodon-operator/internal/traffic"
-	"github.com/mastodon-operator/mastodon-operator/internal/workload"
 )
 
 // The components InPlace rolls, in the runbook's order: Sidekiq serves no traffic, so it goes
@@ -67,15 +64,8 @@ func (r *MastodonMigrationReconciler) rollComponent(ctx context.Context, m *v1al
 			return outcome{state: v1alpha1.StepFailed, message: fmt.Sprintf(
 				"Deployment %s is not in the chart rendered with the release's values: did spec.release change during the migration?", d.Name)}, nil
 		}
-		if !ptr.Equal(d.Spec.Replicas, &n) {
-			before := d.DeepCopy()
-			d.Spec.Replicas = ptr.To(n)
-			if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
-				return outcome{}, fmt.Errorf("scaling Deployment %s to %d: %w", d.Name, n, err)
-			}
-		}
 		started = append(started, fmt.Sprintf("%s (%d)", d.Name, n))
-		if current, message, err := workload.RolledOut(d); err != nil {
+		if current, message, err := r.scaleTo(ctx, d, n); err != nil {
 			return outcome{}, err
 		} else if !current {
 			waiting = append(waiting, d.Name+": "+message)

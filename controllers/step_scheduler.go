@@ -21,7 +21,6 @@ import (
 	"github.com/mastodon-operator/mastodon-operator/internal/helm"
 	"github.com/mastodon-operator/mastodon-operator/internal/scheduler"
 	"github.com/mastodon-operator/mastodon-operator/internal/snapshot"
-	"github.com/mastodon-operator/mastodon-operator/internal/workload"
 )
 
 // Sidekiq's scheduler queue may have one consumer only. The release is installed with its
@@ -107,14 +106,9 @@ func (r *MastodonMigrationReconciler) startSplitWorkers(ctx context.Context, m *
 		if d == nil {
 			continue
 		}
-		if n := replicas(d); ptr.Deref(d.Spec.Replicas, 1) < ptr.Deref(n, 1) {
-			before := d.DeepCopy()
-			d.Spec.Replicas = n
-			if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
-				return "", fmt.Errorf("scaling Deployment %s to %d: %w", d.Name, ptr.Deref(n, 1), err)
-			}
-		}
-		if current, message, err := workload.RolledOut(d); err != nil {
+		// Up to its replicas, never down: it may run more already.
+		n := max(ptr.Deref(d.Spec.Replicas, 1), ptr.Deref(replicas(d), 1))
+		if current, message, err := r.scaleTo(ctx, d, n); err != nil {
 			return "", err
 		} else if !current {
 			waiting = append(waiting, fmt.Sprintf("%s, which takes the queues of %s besides scheduler: %s", d.Name, old.Name, message))
@@ -205,15 +199,8 @@ func (r *MastodonMigrationReconciler) moveScheduler(ctx context.Context, m *v1al
 	}
 	var waiting []string
 	for _, d := range to {
-		n := replicas(d)
-		if !ptr.Equal(d.Spec.Replicas, n) {
-			before := d.DeepCopy()
-			d.Spec.Replicas = n
-			if err := r.Patch(ctx, d, client.MergeFrom(before), client.FieldOwner(fieldOwner)); err != nil {
-				return outcome{}, fmt.Errorf("scaling Deployment %s to %d: %w", d.Name, ptr.Deref(n, 1), err)
-			}
-		}
-		if current, message, err := workload.RolledOut(d); err != nil {
+		// A Deployment without replicas has 1, as the API server defaults it.
+		if current, message, err := r.scaleTo(ctx, d, ptr.Deref(replicas(d), 1)); err != nil {
 			return outcome{}, err
 		} else if !current {
 			waiting = append(waiting, d.Name+": "+message)
